@@ -1,0 +1,1 @@
+"""HTTP edge: the user API, its authentication and the one error mapping."""

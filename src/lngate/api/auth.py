@@ -1,0 +1,81 @@
+"""Authentication of ``/v1`` requests by signature (see ``lngate.security.signing``)."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from lngate.bootstrap import Core
+from lngate.domain.errors import AuthError
+from lngate.security.signing import (
+    KEY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    ReplayGuard,
+    sign,
+    signatures_match,
+)
+from lngate.store import users
+
+KEY_CACHE_TTL_S = 5.0  # a revoked key stops working within this long
+KEY_CACHE_MAX = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    user_id: str
+    api_key: str
+
+
+class Authenticator:
+    def __init__(self, core: Core) -> None:
+        self._core = core
+        self._window_ms = core.config.receive_window_ms
+        self.replays = ReplayGuard(self._window_ms)
+        self._keys: OrderedDict[str, tuple[float, str, str]] = OrderedDict()
+
+    async def _secret_for(self, api_key: str) -> tuple[str, str]:
+        now = time.monotonic()
+        cached = self._keys.get(api_key)
+        if cached is not None and cached[0] > now:
+            return cached[1], cached[2]
+        found = await self._core.read(lambda tx: users.api_key(tx, api_key))
+        if found is None:
+            raise AuthError("unknown or revoked API key")
+        user_id, encrypted = found
+        secret = self._core.server_key.decrypt(encrypted, context=api_key.encode()).decode()
+        self._keys[api_key] = (now + KEY_CACHE_TTL_S, user_id, secret)
+        if len(self._keys) > KEY_CACHE_MAX:
+            self._keys.popitem(last=False)
+        return user_id, secret
+
+    async def __call__(self, request: Request) -> Caller:
+        headers = request.headers
+        api_key = headers.get(KEY_HEADER)
+        timestamp = headers.get(TIMESTAMP_HEADER)
+        signature = headers.get(SIGNATURE_HEADER)
+        if not api_key or not timestamp or not signature:
+            raise AuthError(
+                f"sign the request: {KEY_HEADER}, {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}"
+            )
+        if not timestamp.isdigit() or len(timestamp) > 15:
+            raise AuthError(f"{TIMESTAMP_HEADER} must be Unix time in milliseconds")
+        now_ms = int(time.time() * 1000)
+        if abs(now_ms - int(timestamp)) > self._window_ms:
+            raise AuthError("the request timestamp is outside the receive window")
+        user_id, secret = await self._secret_for(api_key)
+        body = await request.body()
+        # Sign what was sent: the raw path (some servers include the query in raw_path).
+        raw_path = request.scope.get("raw_path") or request.url.path.encode()
+        path = raw_path.split(b"?", 1)[0].decode("latin-1")
+        query = request.scope.get("query_string", b"").decode("latin-1")
+        path_with_query = f"{path}?{query}" if query else path
+        expected = sign(secret, timestamp, request.method, path_with_query, body)
+        if not signatures_match(expected, signature.lower()):
+            raise AuthError("bad signature")
+        if not self.replays.first_use(expected, now_ms):
+            raise AuthError("this signature was already used (replay)")
+        return Caller(user_id=user_id, api_key=api_key)

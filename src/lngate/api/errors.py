@@ -1,0 +1,85 @@
+"""The one place where typed errors become HTTP responses.
+
+Body: ``{"error": {"code": "...", "message": "..."}}``. Every refusal is a 4xx; a node that
+cannot be reached is a 503 (the service is unavailable, the request was fine); anything else
+is a 500, and a 500 is a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from lngate.api.responses import JsonResponse
+from lngate.domain import errors as e
+from lngate.lightning import errors as node_errors
+
+log = logging.getLogger(__name__)
+
+# Most specific class first: the first isinstance match wins.
+_STATUS: list[tuple[type[e.LngateError], int]] = [
+    (e.AuthError, 401),
+    (e.AccountFrozen, 403),
+    (e.UnknownUser, 404),
+    (e.NotFound, 404),
+    (e.Conflict, 409),
+    (e.InsufficientFunds, 422),
+    (e.LedgerRefused, 422),
+    (node_errors.NodeUnreachable, 503),
+    (node_errors.NodeTimeout, 503),
+    (node_errors.InvalidNodeRequest, 400),
+    (e.NodeError, 422),
+    (e.InvalidRequest, 400),
+]
+
+
+def status_for(exc: e.LngateError) -> int:
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status_code=status)
+
+
+def _validation_code(exc: RequestValidationError) -> tuple[str, str]:
+    errs = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errs):
+        return "MALFORMED_JSON", "the request body is not valid JSON"
+    first = errs[0] if errs else {}
+    loc = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+    if any("amount" in str(p) for err in errs for p in err.get("loc", ())):
+        return "INVALID_AMOUNT", f"{loc}: must be a positive integer number of msat"
+    return "INVALID_REQUEST", f"{loc}: {first.get('msg', 'invalid')}" if loc else "invalid request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(e.LngateError)
+    async def _lngate(_: Request, exc: e.LngateError) -> JsonResponse:
+        return error_response(status_for(exc), exc.code, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JsonResponse:
+        code, message = _validation_code(exc)
+        return error_response(400, code, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JsonResponse:
+        codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+        return error_response(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"),
+                              str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JsonResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "INTERNAL", "internal error (this is a bug; it was logged)")

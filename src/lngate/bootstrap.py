@@ -1,0 +1,88 @@
+"""The one place that wires lngate together: config -> database, writer, keys, node."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from lngate.config import Config
+from lngate.domain.ledger import SYSTEM_ACCOUNT_CODES, AccountFlags
+from lngate.security.secrets import ServerKey
+from lngate.store.db import Database, Dialect, Tx
+from lngate.store.ledger import ensure_account
+from lngate.store.migrate import migrate
+from lngate.store.writer import LedgerWriter
+
+T = TypeVar("T")
+
+READ_THREADS = 8
+
+
+@dataclass
+class Core:
+    """What every service needs: config, database, the group-commit writer, the server key."""
+
+    config: Config
+    db: Database
+    server_key: ServerKey
+    writer: LedgerWriter | None = None
+    system_accounts: dict[str, int] = field(default_factory=dict)
+    _reads: ThreadPoolExecutor | None = None
+
+    async def write(self, op: Callable[[Tx], T]) -> T:
+        """Apply a write operation through the group-commit writer."""
+        assert self.writer is not None, "start the writer before async writes"
+        return await self.writer.run(op)
+
+    def write_sync(self, op: Callable[[Tx], T]) -> T:
+        """For CLI commands: through the writer when one runs, else in a transaction of our own."""
+        if self.writer is not None:
+            return self.writer.run_sync(op)
+        with self.db.transaction() as tx:
+            return op(tx)
+
+    async def read(self, fn: Callable[[Tx], T]) -> T:
+        """Run a read-only function on a reader thread, in one consistent snapshot."""
+        if self._reads is None:
+            self._reads = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="reader")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, self.read_sync, fn)
+
+    def read_sync(self, fn: Callable[[Tx], T]) -> T:
+        with self.db.transaction(write=False) as tx:
+            return fn(tx)
+
+    def start_writer(self) -> None:
+        if self.writer is None:
+            self.writer = LedgerWriter(self.db)
+            self.writer.start()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.stop()
+            self.writer = None
+        if self._reads is not None:
+            self._reads.shutdown(wait=True)
+            self._reads = None
+        self.db.close()
+
+
+def open_core(config: Config, *, auto_migrate: bool | None = None) -> Core:
+    """Open the database (migrating the embedded default automatically) and load the keys.
+
+    PostgreSQL is migrated by ``lngate migrate`` (an operator step) unless asked otherwise.
+    """
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(config.effective_database_url)
+    if auto_migrate is None:
+        auto_migrate = db.dialect is Dialect.SQLITE
+    if auto_migrate:
+        migrate(db)
+    core = Core(config=config, db=db, server_key=ServerKey.load_or_create(config.server_key_path))
+    with db.transaction() as tx:
+        for kind, code in SYSTEM_ACCOUNT_CODES.items():
+            core.system_accounts[kind.value] = ensure_account(tx, code, kind, AccountFlags.NONE)
+    return core

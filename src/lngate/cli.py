@@ -1,0 +1,191 @@
+"""The one entry point: ``lngate serve | migrate | user | admin | reconcile | audit | bench | ...``.
+
+``--data-dir`` and ``--config`` are global: accepted before or after the subcommand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from lngate.bootstrap import Core, open_core
+from lngate.config import Config, load_config
+from lngate.domain.errors import LngateError
+from lngate.store import audit
+from lngate.store.users import Role
+
+GLOBAL_OPTIONS = ("--data-dir", "--config")
+
+app = typer.Typer(
+    name="lngate",
+    help="A Lightning gateway for custodial exchanges. Global options: --data-dir DIR "
+    "(or LNGATE_DATA_DIR, default ./lngate-data), --config FILE (TOML).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+user_app = typer.Typer(help="Users and their API keys.", no_args_is_help=True)
+admin_app = typer.Typer(help="Operator actions (audited).", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(user_app, name="user")
+app.add_typer(admin_app, name="admin")
+app.add_typer(audit_app, name="audit")
+
+
+def config_from_env(**overrides: Any) -> Config:
+    config_file = os.environ.get("LNGATE_CONFIG")
+    return load_config(config_file=Path(config_file) if config_file else None, **overrides)
+
+
+def _core(**overrides: Any) -> Core:
+    return open_core(config_from_env(**overrides))
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def _fail(exc: LngateError) -> None:
+    typer.echo(json.dumps({"error": {"code": exc.code, "message": exc.message}}), err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="listen address")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port")] = None,
+) -> None:
+    """Run the API (and, on the embedded defaults, everything else) in one process."""
+    from lngate.server import run_server
+
+    run_server(config_from_env(host=host, port=port))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending schema migrations (SQLite or PostgreSQL)."""
+    from lngate.store.db import Database
+    from lngate.store.migrate import current_version
+    from lngate.store.migrate import migrate as run_migrations
+
+    config = config_from_env()
+    db = Database(config.effective_database_url)
+    try:
+        applied = run_migrations(db)
+        _print_json({"applied": applied, "version": current_version(db)})
+    finally:
+        db.close()
+
+
+@user_app.command("create")
+def user_create(
+    name: str,
+    role: Annotated[Role, typer.Option(help="user or merchant")] = Role.USER,
+) -> None:
+    """Create a user and print its credentials once (the secret is not shown again)."""
+    from lngate.services.accounts import create_user
+
+    core = _core()
+    try:
+        _print_json(create_user(core, name, role).as_json())
+    except LngateError as exc:
+        _fail(exc)
+    finally:
+        core.close()
+
+
+@admin_app.command("adjust")
+def admin_adjust(
+    username: str,
+    amount_msat: Annotated[int, typer.Argument(help="positive credits, negative debits")],
+    reason: Annotated[str, typer.Option(help="why; kept in the audit log")],
+    actor: Annotated[str, typer.Option(help="who is doing this")] = "",
+) -> None:
+    """Credit or debit a user against the adjustments account, with an audit record."""
+    from lngate.services.accounts import adjust
+
+    core = _core()
+    try:
+        who = actor or f"cli:{os.environ.get('USER', 'operator')}"
+        transfer_id = adjust(core, username, amount_msat, reason=reason, actor=who)
+        _print_json({"transfer_id": transfer_id, "username": username, "amount_msat": amount_msat})
+    except LngateError as exc:
+        _fail(exc)
+    finally:
+        core.close()
+
+
+@app.command()
+def reconcile() -> None:
+    """Check the ledger invariants; exit 1 if one is broken."""
+    from lngate.services.reconciliation import check_ledger
+
+    core = _core()
+    try:
+        report = core.read_sync(check_ledger)
+        _print_json(report.as_json())
+        if not report.ok:
+            raise typer.Exit(1)
+    finally:
+        core.close()
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Verify the audit log's hash chain; exit 1 if a record was altered or removed."""
+    core = _core()
+    try:
+        problems = core.read_sync(audit.verify)
+        count = core.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM audit_log"))
+        _print_json({"ok": not problems, "records": int(count), "problems": problems})
+        if problems:
+            raise typer.Exit(1)
+    finally:
+        core.close()
+
+
+@app.command()
+def bench(
+    api: Annotated[bool, typer.Option(help="also measure through HTTP (needs wrk)")] = True,
+    transfers: Annotated[int, typer.Option(help="transfers per in-process run")] = 20_000,
+    duration_s: Annotated[int, typer.Option(help="seconds per HTTP run")] = 10,
+) -> None:
+    """Measure internal transfers per second and latency (see benchmarks/)."""
+    from lngate.bench import run_benchmarks
+
+    run_benchmarks(config_from_env(), api=api, transfers=transfers, duration_s=duration_s)
+
+
+def _lift_global_options(argv: list[str]) -> list[str]:
+    """Accept ``--data-dir``/``--config`` anywhere: move them into the environment."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in GLOBAL_OPTIONS:
+            if not eq:
+                if i + 1 >= len(argv):
+                    raise SystemExit(f"lngate: {name} needs a value")
+                value = argv[i + 1]
+                i += 1
+            env = "LNGATE_DATA_DIR" if name == "--data-dir" else "LNGATE_CONFIG"
+            os.environ[env] = str(Path(value).expanduser())
+        else:
+            out.append(arg)
+        i += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _lift_global_options(list(sys.argv[1:] if argv is None else argv))
+    app(args, prog_name="lngate")
+
+
+if __name__ == "__main__":
+    main()

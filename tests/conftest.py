@@ -1,0 +1,119 @@
+"""Shared fixtures: a database of each kind, a core over it, and a real HTTP server."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import uvicorn
+
+from lngate.api.app import create_app
+from lngate.bootstrap import Core, open_core
+from lngate.config import Config
+from lngate.services.accounts import Credentials, adjust, create_user
+from lngate.store.db import Database
+from lngate.store.migrate import migrate
+
+POSTGRES_URL = os.environ.get("LNGATE_TEST_POSTGRES_URL", "")
+REQUIRE_POSTGRES = os.environ.get("LNGATE_REQUIRE_POSTGRES") == "1"
+
+
+def _fresh_postgres_database() -> tuple[str, str]:
+    name = f"lngate_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    return name, POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_postgres_database(name: str) -> None:
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test that takes this runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'lngate.sqlite3'}"
+        return
+    if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("LNGATE_TEST_POSTGRES_URL is not set (run scripts/test.sh)")
+        pytest.skip("PostgreSQL not configured: set LNGATE_TEST_POSTGRES_URL")
+    name, url = _fresh_postgres_database()
+    try:
+        yield url
+    finally:
+        _drop_postgres_database(name)
+
+
+@pytest.fixture
+def config(tmp_path: Path, database_url: str) -> Config:
+    db = Database(database_url)
+    migrate(db)  # PostgreSQL is not migrated automatically; do what an operator does
+    db.close()
+    return Config(data_dir=tmp_path / "data", database_url=database_url, log_json=False)
+
+
+@pytest.fixture
+def core(config: Config) -> Iterator[Core]:
+    c = open_core(config)
+    c.start_writer()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def funded_user(core: Core, name: str, amount_msat: int = 0) -> Credentials:
+    creds = create_user(core, name)
+    if amount_msat:
+        adjust(core, name, amount_msat, reason="test funding", actor="test")
+    return creds
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LiveServer:
+    """The real app on a real socket, served by uvicorn in a background thread."""
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cfg = uvicorn.Config(
+            create_app(core), host="127.0.0.1", port=self.port, log_level="warning",
+            access_log=False, loop="asyncio",
+        )
+        self._server = uvicorn.Server(cfg)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> LiveServer:
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(core: Core) -> Iterator[LiveServer]:
+    with LiveServer(core) as server:
+        yield server
