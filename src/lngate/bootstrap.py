@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from lngate.config import Config
 from lngate.domain.ledger import SYSTEM_ACCOUNT_CODES, AccountFlags
+from lngate.lightning.node import Node
 from lngate.security.secrets import ServerKey
 from lngate.store.db import Database, Dialect, Tx
 from lngate.store.ledger import ensure_account
@@ -68,6 +69,25 @@ class Core:
             self._reads.shutdown(wait=True)
             self._reads = None
         self.db.close()
+
+
+def open_node(config: Config, *, spending: bool) -> Node:
+    """The configured Lightning node. ``spending`` asks for the credential that can pay: only
+    the payment worker should; the API process gets the invoice-only one."""
+    if config.node_backend == "simnet":
+        from lngate.lightning.simnet import SimnetNode
+
+        return SimnetNode.open(config.simnet_dir)
+    if config.node_backend == "lnd":
+        from lngate.lightning.lnd import LndNode
+
+        if config.lnd is None:
+            raise ValueError("node backend 'lnd' needs an [lnd] section in the config file")
+        macaroon = config.lnd.spending_macaroon if spending else config.lnd.invoice_macaroon
+        if macaroon is None:
+            raise ValueError("[lnd] spending_macaroon is required for the payment worker")
+        return LndNode.from_files(config.lnd.rest_url, config.lnd.tls_cert, macaroon)
+    raise ValueError(f"unknown node backend {config.node_backend!r} (simnet or lnd)")
 
 
 def open_core(config: Config, *, auto_migrate: bool | None = None) -> Core:

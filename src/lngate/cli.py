@@ -16,6 +16,8 @@ import typer
 from lngate.bootstrap import Core, open_core
 from lngate.config import Config, load_config
 from lngate.domain.errors import LngateError
+from lngate.lightning.simnet.cli import app as simnet_app
+from lngate.regtest.cli import app as regtest_app
 from lngate.store import audit
 from lngate.store.users import Role
 
@@ -35,6 +37,8 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 app.add_typer(user_app, name="user")
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
+app.add_typer(simnet_app, name="simnet")
+app.add_typer(regtest_app, name="regtest")
 
 
 def config_from_env(**overrides: Any) -> Config:
@@ -147,6 +151,33 @@ def audit_verify() -> None:
             raise typer.Exit(1)
     finally:
         core.close()
+
+
+@app.command()
+def decode(bolt11: str) -> None:
+    """Decode a BOLT11 invoice (offline: checks its checksum and signature)."""
+    from lngate.lightning.bolt11 import decode_bolt11
+
+    try:
+        inv = decode_bolt11(bolt11.strip())
+    except LngateError as exc:
+        _fail(exc)
+        return
+    _print_json(
+        {
+            "payment_hash": inv.payment_hash.hex(),
+            "payee": inv.payee,
+            "amount_msat": inv.amount_msat,
+            "network": inv.network.value,
+            "description": inv.description,
+            "description_hash": inv.description_hash.hex() if inv.description_hash else None,
+            "created_at": inv.created_at,
+            "expiry_s": inv.expiry_s,
+            "expires_at": inv.expires_at,
+            "min_final_cltv_expiry": inv.min_final_cltv_expiry,
+            "route_hints": len(inv.route_hints),
+        }
+    )
 
 
 @app.command()

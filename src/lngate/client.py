@@ -1,9 +1,9 @@
 """A small Python client for lngate's API that signs every request for you.
 
-    from lngate.client import Client
-    with Client("http://127.0.0.1:8000", api_key, api_secret) as c:
-        print(c.get("/v1/account").json())
-        c.post("/v1/transfers", {"to": "bob", "amount_msat": 1000}, idempotency_key="t-1")
+from lngate.client import Client
+with Client("http://127.0.0.1:8000", api_key, api_secret) as c:
+    print(c.get("/v1/account").json())
+    c.post("/v1/transfers", {"to": "bob", "amount_msat": 1000}, idempotency_key="t-1")
 """
 
 from __future__ import annotations

@@ -21,7 +21,9 @@ def run_server(config: Config) -> None:
         app = create_app(core)
         log.info(
             "lngate serving on http://%s:%d (database %s)",
-            config.host, config.port, core.db.dialect.value,
+            config.host,
+            config.port,
+            core.db.dialect.value,
         )
         uvicorn.run(
             app,

@@ -11,7 +11,9 @@ from lngate.security.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from tests.conftest import LiveServer, funded_user
 
 
-async def _get(server: LiveServer, headers: dict[str, str], path: str = "/v1/account") -> httpx.Response:
+async def _get(
+    server: LiveServer, headers: dict[str, str], path: str = "/v1/account"
+) -> httpx.Response:
     async with httpx.AsyncClient(base_url=server.url) as http:
         return await http.get(path, headers=headers)
 
@@ -23,7 +25,9 @@ def _assert_unauthorized(r: httpx.Response) -> None:
 
 async def test_a_correctly_signed_request_is_accepted(live_server: LiveServer) -> None:
     alice = funded_user(live_server.core, "alice")
-    r = await _get(live_server, signed_headers(alice.api_key, alice.api_secret, "GET", "/v1/account"))
+    r = await _get(
+        live_server, signed_headers(alice.api_key, alice.api_secret, "GET", "/v1/account")
+    )
     assert r.status_code == 200
 
 
@@ -38,14 +42,20 @@ async def test_missing_signature_headers_are_refused(live_server: LiveServer) ->
 async def test_a_wrong_signature_or_key_is_refused(live_server: LiveServer) -> None:
     alice = funded_user(live_server.core, "alice")
     _assert_unauthorized(
-        await _get(live_server, signed_headers(alice.api_key, "not-the-secret", "GET", "/v1/account"))
+        await _get(
+            live_server, signed_headers(alice.api_key, "not-the-secret", "GET", "/v1/account")
+        )
     )
     _assert_unauthorized(
-        await _get(live_server, signed_headers("lk_unknown", alice.api_secret, "GET", "/v1/account"))
+        await _get(
+            live_server, signed_headers("lk_unknown", alice.api_secret, "GET", "/v1/account")
+        )
     )
     # signed for another path
     _assert_unauthorized(
-        await _get(live_server, signed_headers(alice.api_key, alice.api_secret, "GET", "/v1/history"))
+        await _get(
+            live_server, signed_headers(alice.api_key, alice.api_secret, "GET", "/v1/history")
+        )
     )
 
 

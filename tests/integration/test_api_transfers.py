@@ -49,7 +49,9 @@ async def test_a_transfer_moves_money_between_users_and_shows_in_history(
     assert await balance(live_server, bob) == 1_500
     newest = history["entries"][0]
     assert (newest["direction"], newest["amount_msat"], newest["counterparty"]) == (
-        "out", 1_500, "bob"
+        "out",
+        1_500,
+        "bob",
     )
     assert newest["memo"] == "lunch"
 
@@ -99,8 +101,9 @@ async def test_the_same_idempotency_key_20_times_at_once_moves_money_once(
         )
         assert {r.status_code for r in responses} == {201}
         assert len({r.content for r in responses}) == 1  # byte-identical bodies
-        other = await c.post("/v1/transfers", {**payload, "amount_msat": 701},
-                             idempotency_key="pay-1")
+        other = await c.post(
+            "/v1/transfers", {**payload, "amount_msat": 701}, idempotency_key="pay-1"
+        )
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "IDEMPOTENCY_KEY_REUSED"
     assert await balance(live_server, alice) == 9_300

@@ -42,7 +42,9 @@ def _open_accounts(core: Core, ref: ReferenceLedger) -> list[int]:
     def op(tx):  # type: ignore[no-untyped-def]
         ids = []
         for i in range(N_USERS + 1):
-            flags = AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS if i < N_USERS else AccountFlags.NONE
+            flags = (
+                AccountFlags.DEBITS_MUST_NOT_EXCEED_CREDITS if i < N_USERS else AccountFlags.NONE
+            )
             ids.append(create_account(tx, f"test:{tag}:{i}", AccountKind.USER, flags))
         return ids
 
@@ -95,8 +97,9 @@ def _spec(kind, debit, credit, amount, h, holds, written) -> TransferSpec:  # ty
     if kind in ("post", "void") and holds:
         pending_id = holds[h % len(holds)]
         flag = TransferFlag.POST_PENDING if kind == "post" else TransferFlag.VOID_PENDING
-        return TransferSpec(new_id, 0, 0, amount if kind == "post" else 0, flag=flag,
-                            pending_id=pending_id)
+        return TransferSpec(
+            new_id, 0, 0, amount if kind == "post" else 0, flag=flag, pending_id=pending_id
+        )
     if kind == "replay" and written:
         return written[h % len(written)]
     return TransferSpec(new_id, debit, credit, amount)

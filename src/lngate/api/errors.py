@@ -76,8 +76,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JsonResponse:
         codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-        return error_response(exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"),
-                              str(exc.detail))
+        return error_response(
+            exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail)
+        )
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JsonResponse:

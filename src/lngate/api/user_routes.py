@@ -1,6 +1,5 @@
 """The user API: account, transfers, history."""
 
-
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request

@@ -15,8 +15,8 @@ Every error a caller can act on is a subclass of ``LngateError`` with a stable `
     │   └── AlreadyExists           (ALREADY_EXISTS)
     ├── InsufficientFunds           (INSUFFICIENT_FUNDS)
     ├── AccountFrozen               (ACCOUNT_FROZEN)
-    ├── LedgerRefused               (LEDGER_REFUSED)       a named ledger result (see domain.ledger)
-    └── NodeError                   (NODE_ERROR)           the Lightning node (lngate.lightning.errors)
+    ├── LedgerRefused               (LEDGER_REFUSED)       a named ledger result
+    └── NodeError                   (NODE_ERROR)           see lngate.lightning.errors
 """
 
 from __future__ import annotations

@@ -18,7 +18,9 @@ TIMESTAMP_HEADER = "X-Lngate-Timestamp"
 SIGNATURE_HEADER = "X-Lngate-Signature"
 
 
-def sign(secret: str, timestamp_ms: int | str, method: str, path_with_query: str, body: bytes) -> str:
+def sign(
+    secret: str, timestamp_ms: int | str, method: str, path_with_query: str, body: bytes
+) -> str:
     message = f"{timestamp_ms}{method.upper()}{path_with_query}".encode() + body
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 

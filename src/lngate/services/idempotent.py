@@ -28,7 +28,9 @@ def validate_key(key: str | None) -> str:
     if key is None or not key.strip():
         raise InvalidRequest("an Idempotency-Key header is required on this request")
     if len(key) > MAX_KEY_LENGTH or not key.isprintable():
-        raise InvalidRequest(f"Idempotency-Key must be printable and at most {MAX_KEY_LENGTH} chars")
+        raise InvalidRequest(
+            f"Idempotency-Key must be printable and at most {MAX_KEY_LENGTH} chars"
+        )
     return key
 
 
@@ -38,9 +40,7 @@ def replayed(tx: Tx, user_id: str, key: str, req_hash: str) -> dict[str, Any] | 
     if stored is None:
         return None
     if stored.request_hash != req_hash:
-        raise IdempotencyConflict(
-            "this Idempotency-Key was already used for a different request"
-        )
+        raise IdempotencyConflict("this Idempotency-Key was already used for a different request")
     result: dict[str, Any] = orjson.loads(stored.response_json)
     return result
 

@@ -111,9 +111,7 @@ def _holds_resolved_once(tx: Tx) -> Check:
         },
     )
     bad = [
-        r[0]
-        for r in rows
-        if int(r[2]) > 1 or (r[1] == HoldState.PENDING.value) != (int(r[2]) == 0)
+        r[0] for r in rows if int(r[2]) > 1 or (r[1] == HoldState.PENDING.value) != (int(r[2]) == 0)
     ]
     detail = (
         f"{len(rows)} holds, each posted or voided at most once"

@@ -1,1 +1,1 @@
-"""Persistence: SQL schema and migrations, the ledger in SQL, repositories, the group-commit writer."""
+"""Persistence: schema and migrations, the ledger in SQL, repositories, group commit."""

@@ -31,16 +31,31 @@ class AuditRecord:
     hash: str
 
 
-def _digest(prev_hash: str, seq: int, at_ms: int, actor: str, action: str, subject: str,
-            reason: str, details: dict[str, Any]) -> str:
+def _digest(
+    prev_hash: str,
+    seq: int,
+    at_ms: int,
+    actor: str,
+    action: str,
+    subject: str,
+    reason: str,
+    details: dict[str, Any],
+) -> str:
     body = orjson.dumps(
         [seq, at_ms, actor, action, subject, reason, details], option=orjson.OPT_SORT_KEYS
     )
     return hashlib.sha256(prev_hash.encode() + body).hexdigest()
 
 
-def append(tx: Tx, *, actor: str, action: str, subject: str, reason: str,
-           details: dict[str, Any] | None = None) -> AuditRecord:
+def append(
+    tx: Tx,
+    *,
+    actor: str,
+    action: str,
+    subject: str,
+    reason: str,
+    details: dict[str, Any] | None = None,
+) -> AuditRecord:
     details = details or {}
     # Bump the head first: on PostgreSQL this row lock makes concurrent appenders take turns.
     tx.execute("UPDATE audit_head SET seq = seq + 1 WHERE id = 1")
@@ -52,9 +67,17 @@ def append(tx: Tx, *, actor: str, action: str, subject: str, reason: str,
     tx.execute(
         "INSERT INTO audit_log (seq, at_ms, actor, action, subject, reason, details_json, "
         "prev_hash, hash) VALUES (:s, :at, :ac, :a, :su, :r, :d, :p, :h)",
-        {"s": seq, "at": at, "ac": actor, "a": action, "su": subject, "r": reason,
-         "d": orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode(), "p": prev_hash,
-         "h": digest},
+        {
+            "s": seq,
+            "at": at,
+            "ac": actor,
+            "a": action,
+            "su": subject,
+            "r": reason,
+            "d": orjson.dumps(details, option=orjson.OPT_SORT_KEYS).decode(),
+            "p": prev_hash,
+            "h": digest,
+        },
     )
     tx.execute("UPDATE audit_head SET hash = :h WHERE id = 1", {"h": digest})
     return AuditRecord(seq, at, actor, action, subject, reason, details, prev_hash, digest)
@@ -68,8 +91,17 @@ def records(tx: Tx, after_seq: int = 0, limit: int = 1000) -> list[AuditRecord]:
         {"s": after_seq, "l": limit},
     )
     return [
-        AuditRecord(int(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]),
-                    orjson.loads(r[6]), str(r[7]), str(r[8]))
+        AuditRecord(
+            int(r[0]),
+            int(r[1]),
+            str(r[2]),
+            str(r[3]),
+            str(r[4]),
+            str(r[5]),
+            orjson.loads(r[6]),
+            str(r[7]),
+            str(r[8]),
+        )
         for r in rows
     ]
 
@@ -87,8 +119,16 @@ def verify(tx: Tx) -> list[str]:
                 problems.append(f"record {expected_seq} is missing (found {rec.seq})")
             if rec.prev_hash != prev_hash:
                 problems.append(f"record {rec.seq} does not link to the record before it")
-            digest = _digest(rec.prev_hash, rec.seq, rec.at_ms, rec.actor, rec.action,
-                             rec.subject, rec.reason, rec.details)
+            digest = _digest(
+                rec.prev_hash,
+                rec.seq,
+                rec.at_ms,
+                rec.actor,
+                rec.action,
+                rec.subject,
+                rec.reason,
+                rec.details,
+            )
             if digest != rec.hash:
                 problems.append(f"record {rec.seq} was altered (hash mismatch)")
             prev_hash, expected_seq = rec.hash, rec.seq + 1

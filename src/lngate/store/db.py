@@ -7,6 +7,7 @@ the store never knows which database it talks to.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import re
 import sqlite3
@@ -131,6 +132,7 @@ class Database:
 
     def connect(self) -> Any:
         """A new connection in manual-transaction mode."""
+        conn: Any
         if self.dialect is Dialect.SQLITE:
             assert self.url.sqlite_path is not None
             conn = sqlite3.connect(
@@ -181,8 +183,6 @@ class Database:
         with self._lock:
             conns, self._all = self._all, []
         for conn in conns:
-            try:
+            with contextlib.suppress(Exception):  # best effort: it may be gone
                 conn.close()
-            except Exception:  # noqa: BLE001 - best effort at shutdown
-                pass
         self._local = threading.local()

@@ -38,4 +38,6 @@ def after(tx: Tx, user_id: str, after_seq: int, limit: int = 100) -> list[Event]
 
 
 def last_seq(tx: Tx, user_id: str) -> int:
-    return int(tx.scalar("SELECT COALESCE(MAX(seq), 0) FROM events WHERE user_id = :u", {"u": user_id}))
+    return int(
+        tx.scalar("SELECT COALESCE(MAX(seq), 0) FROM events WHERE user_id = :u", {"u": user_id})
+    )

@@ -22,7 +22,7 @@ from lngate.domain.ledger import (
     check_spec_shape,
 )
 from lngate.domain.money import LEDGER_TOTAL_MAX_MSAT
-from lngate.store.db import IntegrityError, Tx
+from lngate.store.db import IntegrityError, Row, Tx
 
 
 class _Refused(Exception):
@@ -47,13 +47,13 @@ _ACCOUNT_COLUMNS = (
 )
 
 
-def _account(row: tuple[object, ...]) -> Account:
+def _account(row: Row) -> Account:
     return Account(
-        id=int(row[0]),  # type: ignore[call-overload]
+        id=int(row[0]),
         code=str(row[1]),
         kind=AccountKind(row[2]),
         flags=AccountFlags(row[3]),
-        balance=Balance(*(int(v) for v in row[4:8])),  # type: ignore[call-overload]
+        balance=Balance(*(int(v) for v in row[4:8])),
     )
 
 

@@ -54,8 +54,7 @@ def migrate(db: Database) -> list[str]:
                 continue
             tx.executescript(_render(sql, db.dialect))
             tx.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at_ms) "
-                "VALUES (:v, :n, :t)",
+                "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (:v, :n, :t)",
                 {"v": version, "n": name, "t": int(time.time() * 1000)},
             )
             applied_now.append(name)

@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 from lngate.domain.ledger import AccountFlags, AccountKind
-from lngate.store.db import Tx
+from lngate.store.db import Row, Tx
 from lngate.store.ledger import create_account, now_ms
 
 
@@ -34,8 +34,8 @@ class User:
 _USER_COLUMNS = "id, username, role, account_id, status"
 
 
-def _user(row: tuple[object, ...]) -> User:
-    return User(str(row[0]), str(row[1]), Role(row[2]), int(row[3]), UserStatus(row[4]))  # type: ignore[call-overload]
+def _user(row: Row) -> User:
+    return User(str(row[0]), str(row[1]), Role(row[2]), int(row[3]), UserStatus(row[4]))
 
 
 def insert_user(tx: Tx, username: str, role: Role) -> User:
@@ -70,9 +70,12 @@ def user_by_id(tx: Tx, user_id: str) -> User | None:
 
 
 def set_status(tx: Tx, user_id: str, status: UserStatus) -> bool:
-    return tx.execute(
-        "UPDATE users SET status = :s WHERE id = :id", {"s": status.value, "id": user_id}
-    ) == 1
+    return (
+        tx.execute(
+            "UPDATE users SET status = :s WHERE id = :id", {"s": status.value, "id": user_id}
+        )
+        == 1
+    )
 
 
 def insert_api_key(tx: Tx, key: str, user_id: str, secret_encrypted: bytes) -> None:

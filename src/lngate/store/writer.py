@@ -10,6 +10,7 @@ each run a writer; the database's row locks keep them correct.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -116,7 +117,7 @@ class LedgerWriter:
                     try:
                         with tx.savepoint():
                             outcomes.append((fut, op(tx), None))
-                    except Exception as exc:  # noqa: BLE001 - handed to the caller below
+                    except Exception as exc:
                         if is_transient(exc):
                             retry_alone.append((op, fut))
                         else:
@@ -129,11 +130,11 @@ class LedgerWriter:
             return
         self.batches += 1
         self.operations += len(outcomes)
-        for fut, result, exc in outcomes:
-            if exc is None:
+        for fut, result, error in outcomes:
+            if error is None:
                 fut.set_result(result)
             else:
-                fut.set_exception(exc)
+                fut.set_exception(error)
         for op, fut in retry_alone:
             self._run_alone(op, fut)
 
@@ -143,7 +144,7 @@ class LedgerWriter:
             try:
                 with self._db.transaction_on(self._conn) as tx:
                     result = op(tx)
-            except Exception as exc:  # noqa: BLE001 - handed to the caller
+            except Exception as exc:
                 last = exc
                 if not is_transient(exc):
                     break
@@ -155,8 +156,6 @@ class LedgerWriter:
         fut.set_exception(last)
 
     def _reconnect(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # best effort: it may be gone
             self._conn.close()
-        except Exception:  # noqa: BLE001 - the old connection may already be gone
-            pass
         self._conn = self._db.connect()

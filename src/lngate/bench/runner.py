@@ -1,0 +1,125 @@
+"""Runs every benchmark on SQLite, and on PostgreSQL when LNGATE_BENCH_POSTGRES_URL is set."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from pathlib import Path
+
+import psycopg
+
+from lngate.bench.http import bench_http, start_server, wait_for_server
+from lngate.bench.service_layer import bench_service_layer
+from lngate.bench.stats import HEADER, Result
+from lngate.bootstrap import open_core
+from lngate.config import Config
+from lngate.services.accounts import adjust, create_user
+from lngate.store.db import Database
+from lngate.store.migrate import migrate
+
+USERS = 32
+FUNDING_MSAT = 10**12
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _seed(config: Config) -> list[dict[str, str]]:
+    core = open_core(config)
+    try:
+        creds = []
+        for i in range(USERS):
+            c = create_user(core, f"bench{i}")
+            adjust(core, c.username, FUNDING_MSAT, reason="benchmark funding", actor="bench")
+            creds.append(c.as_json())
+        return creds
+    finally:
+        core.close()
+
+
+def _fresh_database(admin_url: str | None, workdir: Path) -> tuple[str, str]:
+    if admin_url is None:
+        return "sqlite", f"sqlite:///{workdir / 'bench.sqlite3'}"
+    name = f"lngate_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    db = Database(url)
+    migrate(db)
+    db.close()
+    return "postgresql", url
+
+
+def _one_database(
+    admin_url: str | None, *, api: bool, transfers: int, duration_s: int
+) -> list[Result]:
+    results: list[Result] = []
+    workdir = Path(tempfile.mkdtemp(prefix="lngate-bench-"))
+    try:
+        database, url = _fresh_database(admin_url, workdir)
+        config = Config(data_dir=workdir / "data", database_url=url, receive_window_ms=600_000)
+        creds = _seed(config)
+        core = open_core(config)
+        core.start_writer()
+        try:
+            ids = [c["user_id"] for c in creds]
+            names = [c["username"] for c in creds]
+            for concurrency in (1, 32):
+                count = transfers if concurrency > 1 else max(1, transfers // 10)
+                results.append(
+                    bench_service_layer(
+                        core, database, names, ids, count=count, concurrency=concurrency
+                    )
+                )
+        finally:
+            core.close()
+        if api:
+            port = _free_port()
+            # benchmark-only: a wide receive window lets wrk replay pre-signed requests
+            config_file = workdir / "bench.toml"
+            config_file.write_text("receive_window_ms = 600000\n")
+            env = {
+                **os.environ,
+                "LNGATE_DATA_DIR": str(config.data_dir),
+                "LNGATE_DATABASE_URL": url,
+                "LNGATE_CONFIG": str(config_file),
+            }
+            server = start_server(env, port)
+            try:
+                wait_for_server(f"http://127.0.0.1:{port}")
+                for concurrency in (1, 32):
+                    results.append(
+                        bench_http(
+                            f"http://127.0.0.1:{port}",
+                            database,
+                            creds,
+                            concurrency=concurrency,
+                            duration_s=duration_s,
+                            workdir=workdir,
+                        )
+                    )
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+def run_benchmarks(config: Config, *, api: bool, transfers: int, duration_s: int) -> None:
+    del config  # benchmarks run on fresh databases of their own, never on live data
+    if api and shutil.which("wrk") is None:
+        raise SystemExit("the HTTP benchmark needs wrk (apt-get install wrk), or pass --no-api")
+    results = _one_database(None, api=api, transfers=transfers, duration_s=duration_s)
+    pg = os.environ.get("LNGATE_BENCH_POSTGRES_URL")
+    if pg:
+        results += _one_database(pg, api=api, transfers=transfers, duration_s=duration_s)
+    print(HEADER)
+    for result in results:
+        print(result.row())

@@ -1,0 +1,280 @@
+"""The contract of the ``Node`` port, run against every adapter through ``NodeHarness``.
+
+Nothing here may depend on one adapter: simnet-only faults live in tests/integration."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from lngate.lightning import errors
+from lngate.lightning.bolt11 import invoice_network
+from lngate.lightning.node import (
+    FailureReason,
+    Invoice,
+    InvoiceState,
+    Network,
+    Node,
+    PaymentStatus,
+)
+from tests.contract.harness import NodeHarness
+
+FEE_LIMIT_MSAT = 50_000
+WAIT_S = 5.0
+SPEC_MAINNET_INVOICE = json.loads(
+    Path(
+        os.environ.get("LNGATE_BOLT11_VECTORS", "/work/shared/test-vectors/bolt11.json")
+    ).read_text()
+)["valid"][1]["invoice"]
+
+
+async def next_matching(
+    stream: AsyncIterator[Invoice], predicate: Callable[[Invoice], bool], timeout_s: float = WAIT_S
+) -> Invoice:
+    async with asyncio.timeout(timeout_s):
+        async for invoice in stream:  # bounded by the timeout
+            if predicate(invoice):
+                return invoice
+    raise AssertionError("subscription ended")
+
+
+async def wait_for_state(node: Node, payment_hash: bytes, state: InvoiceState) -> Invoice:
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while True:
+        invoice = await node.lookup_invoice(payment_hash)
+        if invoice.state is state or asyncio.get_running_loop().time() > deadline:
+            return invoice
+        await asyncio.sleep(0.01)
+
+
+async def test_get_info(harness: NodeHarness) -> None:
+    info = await harness.node.get_info()
+    assert len(bytes.fromhex(info.pubkey)) == 33
+    assert info.network in (Network.SIMNET, Network.REGTEST)
+    assert info.block_height > 0
+    assert isinstance(harness.node, Node)
+
+
+async def test_invoice_round_trip(harness: NodeHarness) -> None:
+    node = harness.node
+    info = await node.get_info()
+    invoice = await node.create_invoice(21_000, memo="deposit #1", expiry_s=600)
+    assert invoice.state is InvoiceState.OPEN
+    assert (invoice.amount_msat, invoice.expiry_s, invoice.memo) == (21_000, 600, "deposit #1")
+    assert invoice.settle_index == 0 and invoice.amount_paid_msat == 0
+    looked_up = await node.lookup_invoice(invoice.payment_hash)
+    assert looked_up.bolt11 == invoice.bolt11 and looked_up.state is InvoiceState.OPEN
+    decoded = await node.decode(invoice.bolt11)
+    assert decoded.payment_hash == invoice.payment_hash
+    assert decoded.payee == info.pubkey
+    assert decoded.amount_msat == 21_000
+    assert decoded.expiry_s == 600 and decoded.created_at == invoice.created_at
+    assert decoded.description == "deposit #1"
+    assert decoded.network is invoice_network(info.network)
+    assert decoded.payment_secret is not None and len(decoded.payment_secret) == 32
+
+
+async def test_paid_invoice_settles_with_preimage(harness: NodeHarness) -> None:
+    invoice = await harness.node.create_invoice(30_000)
+    payment = await harness.pay_from_outside(invoice.bolt11)
+    assert payment.status is PaymentStatus.SUCCEEDED
+    settled = await wait_for_state(harness.node, invoice.payment_hash, InvoiceState.SETTLED)
+    assert settled.state is InvoiceState.SETTLED
+    assert settled.amount_paid_msat == 30_000 and settled.settle_index > 0
+    assert settled.preimage is not None
+    assert hashlib.sha256(settled.preimage).digest() == invoice.payment_hash
+
+
+async def test_amountless_invoice_records_amount_paid(harness: NodeHarness) -> None:
+    invoice = await harness.node.create_invoice(None, memo="any amount")
+    assert invoice.amount_msat is None
+    assert (await harness.node.decode(invoice.bolt11)).amount_msat is None
+    payment = await harness.pay_from_outside(invoice.bolt11, amount_msat=12_345_000)
+    assert payment.status is PaymentStatus.SUCCEEDED
+    settled = await wait_for_state(harness.node, invoice.payment_hash, InvoiceState.SETTLED)
+    assert settled.amount_paid_msat == 12_345_000
+
+
+async def test_description_hash_invoice(harness: NodeHarness) -> None:
+    description_hash = hashlib.sha256(b'[["text/plain","pay alice"]]').digest()
+    invoice = await harness.node.create_invoice(5_000, description_hash=description_hash)
+    assert invoice.description_hash == description_hash
+    decoded = await harness.node.decode(invoice.bolt11)
+    assert decoded.description_hash == description_hash and decoded.description is None
+    looked_up = await harness.node.lookup_invoice(invoice.payment_hash)
+    assert looked_up.description_hash == description_hash
+
+
+async def test_cancel_invoice_refuses_payment(harness: NodeHarness) -> None:
+    invoice = await harness.node.create_invoice(8_000)
+    await harness.node.cancel_invoice(invoice.payment_hash)
+    assert (await harness.node.lookup_invoice(invoice.payment_hash)).state is InvoiceState.CANCELED
+    payment = await harness.pay_from_outside(invoice.bolt11)
+    assert payment.status is PaymentStatus.FAILED
+    assert (await harness.node.lookup_invoice(invoice.payment_hash)).state is InvoiceState.CANCELED
+
+
+async def test_unknown_invoice_not_found(harness: NodeHarness) -> None:
+    with pytest.raises(errors.InvoiceNotFound):
+        await harness.node.lookup_invoice(os.urandom(32))
+    with pytest.raises(errors.InvoiceNotFound):
+        await harness.node.cancel_invoice(os.urandom(32))
+
+
+async def test_subscription_replays_then_follows_then_resumes(harness: NodeHarness) -> None:
+    node = harness.node
+    first = await node.create_invoice(1_000)
+    await harness.pay_from_outside(first.bolt11)
+    first = await wait_for_state(node, first.payment_hash, InvoiceState.SETTLED)
+    stream = node.subscribe_invoices(after_settle_index=first.settle_index - 1)
+    try:
+        replayed = await next_matching(stream, lambda i: True)
+        assert replayed.payment_hash == first.payment_hash  # replay starts right after
+        second = await node.create_invoice(2_000)
+        await harness.pay_from_outside(second.bolt11)
+        live = await next_matching(stream, lambda i: i.payment_hash == second.payment_hash)
+        assert live.state is InvoiceState.SETTLED and live.settle_index > first.settle_index
+        third = await node.create_invoice(3_000)
+        await node.cancel_invoice(third.payment_hash)
+        canceled = await next_matching(stream, lambda i: i.payment_hash == third.payment_hash)
+        assert canceled.state is InvoiceState.CANCELED
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
+    restarted = await harness.restart_node()
+    resumed = restarted.subscribe_invoices(after_settle_index=first.settle_index)
+    try:
+        again = await next_matching(resumed, lambda i: i.state is InvoiceState.SETTLED)
+        assert again.payment_hash == second.payment_hash and again.settle_index == live.settle_index
+    finally:
+        await resumed.aclose()  # type: ignore[attr-defined]
+
+
+async def test_settle_indexes_increase(harness: NodeHarness) -> None:
+    indexes = []
+    for amount in (1_000, 2_000, 3_000):
+        invoice = await harness.node.create_invoice(amount)
+        await harness.pay_from_outside(invoice.bolt11)
+        settled = await wait_for_state(harness.node, invoice.payment_hash, InvoiceState.SETTLED)
+        indexes.append(settled.settle_index)
+    assert indexes == sorted(indexes) and len(set(indexes)) == 3
+
+
+async def test_paying_an_expired_invoice_is_refused(harness: NodeHarness) -> None:
+    bolt11 = await harness.expired_invoice_from_outside(10_000)
+    with pytest.raises(errors.InvoiceExpired):
+        await harness.node.pay(bolt11, fee_limit_msat=FEE_LIMIT_MSAT)
+
+
+async def test_pay_and_track(harness: NodeHarness) -> None:
+    bolt11 = await harness.invoice_from_outside(40_000)
+    payment_hash = (await harness.node.decode(bolt11)).payment_hash
+    payment = await harness.node.pay(bolt11, fee_limit_msat=FEE_LIMIT_MSAT, timeout_s=10)
+    assert payment.status is PaymentStatus.SUCCEEDED
+    assert payment.payment_hash == payment_hash and payment.amount_msat == 40_000
+    assert payment.preimage is not None
+    assert hashlib.sha256(payment.preimage).digest() == payment_hash
+    assert 0 <= payment.fee_msat <= FEE_LIMIT_MSAT
+    tracked = await harness.node.track_payment(payment_hash)
+    assert tracked.status is PaymentStatus.SUCCEEDED and tracked.preimage == payment.preimage
+    with pytest.raises(errors.AlreadyPaid):
+        await harness.node.pay(bolt11, fee_limit_msat=FEE_LIMIT_MSAT)
+
+
+async def test_pay_amountless_with_amount(harness: NodeHarness) -> None:
+    bolt11 = await harness.invoice_from_outside(None)
+    with pytest.raises(errors.InvalidNodeRequest):
+        await harness.node.pay(bolt11, fee_limit_msat=FEE_LIMIT_MSAT)
+    payment = await harness.node.pay(bolt11, amount_msat=7_000, fee_limit_msat=FEE_LIMIT_MSAT)
+    assert payment.status is PaymentStatus.SUCCEEDED and payment.amount_msat == 7_000
+
+
+async def test_double_pay_refused_while_in_flight(harness: NodeHarness) -> None:
+    held = await harness.held_invoice_from_outside(25_000)
+    payment = await harness.node.pay(held.bolt11, fee_limit_msat=FEE_LIMIT_MSAT, timeout_s=0)
+    assert payment.status is PaymentStatus.IN_FLIGHT
+    assert (await harness.node.track_payment(held.payment_hash)).status is PaymentStatus.IN_FLIGHT
+    with pytest.raises(errors.AlreadyPaid):
+        await harness.node.pay(held.bolt11, fee_limit_msat=FEE_LIMIT_MSAT)
+    await harness.settle_held(held)
+    tracked = await harness.node.track_payment(held.payment_hash)
+    assert tracked.status is PaymentStatus.SUCCEEDED
+    with pytest.raises(errors.AlreadyPaid):
+        await harness.node.pay(held.bolt11, fee_limit_msat=FEE_LIMIT_MSAT)
+
+
+async def test_failed_payment_may_be_retried(harness: NodeHarness) -> None:
+    held = await harness.held_invoice_from_outside(25_000)
+    payment = await harness.node.pay(held.bolt11, fee_limit_msat=FEE_LIMIT_MSAT, timeout_s=0)
+    assert payment.status is PaymentStatus.IN_FLIGHT
+    await harness.cancel_held(held)
+    failed = await harness.node.track_payment(held.payment_hash)
+    assert failed.status is PaymentStatus.FAILED
+    assert failed.failure_reason is FailureReason.INCORRECT_PAYMENT_DETAILS
+    retried = await harness.node.pay(held.bolt11, fee_limit_msat=FEE_LIMIT_MSAT)  # no AlreadyPaid
+    assert retried.status is PaymentStatus.FAILED
+
+
+async def test_in_flight_locks_funds_then_releases(harness: NodeHarness) -> None:
+    before = await harness.node.balances()
+    held = await harness.held_invoice_from_outside(60_000)
+    await harness.node.pay(held.bolt11, fee_limit_msat=FEE_LIMIT_MSAT, timeout_s=0)
+    during = await harness.node.balances()
+    assert during.pending_htlcs_msat >= 60_000
+    assert during.channel_local_msat <= before.channel_local_msat - 60_000
+    await harness.cancel_held(held)
+    after = await harness.node.balances()
+    assert after.pending_htlcs_msat == before.pending_htlcs_msat
+    assert after.channel_local_msat == before.channel_local_msat
+
+
+async def test_track_unknown_hash(harness: NodeHarness) -> None:
+    payment = await harness.node.track_payment(os.urandom(32))
+    assert payment.status is PaymentStatus.UNKNOWN
+
+
+async def test_typed_errors(harness: NodeHarness) -> None:
+    node = harness.node
+    for junk in ("", "lnbc1", "not an invoice", SPEC_MAINNET_INVOICE[:-1] + "x"):
+        with pytest.raises(errors.InvalidInvoice):
+            await node.decode(junk)
+        with pytest.raises(errors.InvalidInvoice):
+            await node.pay(junk, fee_limit_msat=FEE_LIMIT_MSAT)
+    with pytest.raises(errors.InvalidNodeRequest):  # a mainnet invoice on a test network
+        await node.pay(SPEC_MAINNET_INVOICE, fee_limit_msat=FEE_LIMIT_MSAT)
+    own = await node.create_invoice(1_000)
+    with pytest.raises(errors.InvalidNodeRequest):  # LND: no self-payments
+        await node.pay(own.bolt11, fee_limit_msat=FEE_LIMIT_MSAT)
+    with pytest.raises(errors.NoRoute):
+        await node.pay(await harness.unroutable_invoice(1_000), fee_limit_msat=FEE_LIMIT_MSAT)
+    local_msat = (await node.balances()).channel_local_msat
+    too_much = await harness.invoice_from_outside(local_msat + 1_000)
+    with pytest.raises(errors.InsufficientBalance):
+        await node.pay(too_much, fee_limit_msat=FEE_LIMIT_MSAT)
+    with pytest.raises(errors.InvalidNodeRequest):
+        await node.create_invoice(-5)
+
+
+async def test_wallet_and_channels(harness: NodeHarness) -> None:
+    node = harness.node
+    address = await node.new_address()
+    assert address.startswith("bcrt1")
+    assert address != await node.new_address()
+    balances = await node.balances()
+    assert balances.onchain_confirmed_sat > 10_000 and balances.channel_local_msat > 0
+    channels = await node.list_channels()
+    assert channels and all(c.capacity_sat > 0 for c in channels)
+    assert sum(c.local_balance_msat for c in channels) == balances.channel_local_msat
+    txid = await node.send_onchain(address, 10_000, 2)
+    assert len(bytes.fromhex(txid)) == 32
+    txs = {tx.txid: tx for tx in await node.list_onchain_transactions()}
+    assert txid in txs and txs[txid].fee_sat > 0
+    with pytest.raises(errors.InvalidNodeRequest):
+        await node.send_onchain("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", 10_000, 2)
+    with pytest.raises(errors.InsufficientBalance):
+        await node.send_onchain(address, balances.onchain_confirmed_sat * 2, 2)
