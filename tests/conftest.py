@@ -17,9 +17,11 @@ import uvicorn
 from lngate.api.app import create_app
 from lngate.bootstrap import Core, open_core
 from lngate.config import Config
+from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.services.accounts import Credentials, adjust, create_user
 from lngate.store.db import Database
 from lngate.store.migrate import migrate
+from lngate.workers.invoice_watcher import InvoiceWatcher
 
 POSTGRES_URL = os.environ.get("LNGATE_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("LNGATE_REQUIRE_POSTGRES") == "1"
@@ -59,7 +61,14 @@ def config(tmp_path: Path, database_url: str) -> Config:
     db = Database(database_url)
     migrate(db)  # PostgreSQL is not migrated automatically; do what an operator does
     db.close()
-    return Config(data_dir=tmp_path / "data", database_url=database_url, log_json=False)
+    port = free_port()
+    return Config(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        log_json=False,
+        port=port,
+        public_url=f"http://127.0.0.1:{port}",
+    )
 
 
 @pytest.fixture
@@ -86,14 +95,19 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """The real app on a real socket, served by uvicorn in a background thread."""
+    """The real app on a real socket, served by uvicorn in a background thread, with the
+    simnet exchange node and (unless told otherwise) the invoice watcher."""
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, *, watcher: bool = True) -> None:
         self.core = core
-        self.port = free_port()
+        self.port = core.config.port
         self.url = f"http://127.0.0.1:{self.port}"
+        self.network = SimnetNetwork(core.config.simnet_dir)
+        self.node = SimnetNode(self.network)
+        self.watcher = InvoiceWatcher(core, SimnetNode(self.network), sweep_interval_s=0.2)
+        workers = [self.watcher.run] if watcher else []
         cfg = uvicorn.Config(
-            create_app(core),
+            create_app(core, self.node, workers=workers),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -115,6 +129,7 @@ class LiveServer:
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+        self.network.close()
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +21,35 @@ from lngate.store.writer import LedgerWriter
 
 T = TypeVar("T")
 
+
+class CommitSignal:
+    """Wakes coroutines (on any event loop) when this process's writer commits, so live
+    streams answer at once; writes by other processes are found by their polling."""
+
+    def __init__(self) -> None:
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._lock = threading.Lock()
+
+    def fire(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(event.set)
+
+    async def wait(self, timeout_s: float) -> None:
+        entry = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters.add(entry)
+        try:
+            await asyncio.wait_for(entry[1].wait(), timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            with self._lock:
+                self._waiters.discard(entry)
+
+
 READ_THREADS = 8
 
 
@@ -31,6 +62,7 @@ class Core:
     server_key: ServerKey
     writer: LedgerWriter | None = None
     system_accounts: dict[str, int] = field(default_factory=dict)
+    commits: CommitSignal = field(default_factory=CommitSignal)
     _reads: ThreadPoolExecutor | None = None
 
     async def write(self, op: Callable[[Tx], T]) -> T:
@@ -59,6 +91,7 @@ class Core:
     def start_writer(self) -> None:
         if self.writer is None:
             self.writer = LedgerWriter(self.db)
+            self.writer.on_commit = self.commits.fire
             self.writer.start()
 
     def close(self) -> None:

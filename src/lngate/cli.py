@@ -71,6 +71,47 @@ def serve(
 
 
 @app.command()
+def worker() -> None:
+    """Run the background workers without the API (a separate process in production)."""
+    from lngate.server import run_workers
+
+    run_workers(config_from_env())
+
+
+@app.command()
+def deposit(
+    username: str,
+    amount_sat: Annotated[int, typer.Argument(help="0 for an amountless invoice")],
+    memo: Annotated[str, typer.Option(help="shown to the payer")] = "",
+) -> None:
+    """Print an invoice that deposits to USERNAME when paid (operator tool)."""
+    import asyncio
+
+    from lngate.bootstrap import open_node
+    from lngate.services.accounts import require_user
+    from lngate.services.deposits import create_deposit
+
+    core = _core()
+    core.start_writer()
+    node = open_node(core.config, spending=False)
+
+    async def run() -> dict[str, Any]:
+        try:
+            user = await core.read(lambda tx: require_user(tx, username))
+            amount_msat = amount_sat * 1000 if amount_sat else None
+            return await create_deposit(core, node, user.id, amount_msat, memo=memo, source="cli")
+        finally:
+            await node.close()
+
+    try:
+        _print_json(asyncio.run(run()))
+    except LngateError as exc:
+        _fail(exc)
+    finally:
+        core.close()
+
+
+@app.command()
 def migrate() -> None:
     """Apply pending schema migrations (SQLite or PostgreSQL)."""
     from lngate.store.db import Database

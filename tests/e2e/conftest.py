@@ -26,7 +26,11 @@ class Served:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "lngate.cli", *args],
-            env=self.env, capture_output=True, text=True, check=check, timeout=60,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=60,
         )
 
     def cli_json(self, *args: str) -> dict[str, object]:
@@ -44,7 +48,9 @@ def served(tmp_path: Path) -> Iterator[Served]:
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "lngate.cli", "serve", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:

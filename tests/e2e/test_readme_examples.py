@@ -28,10 +28,12 @@ def test_curl_example_reads_the_account_and_transfers(served: Served) -> None:
     alice = served.cli_json("user", "create", "alice")
     served.cli_json("user", "create", "bob")
     served.cli_json("admin", "adjust", "alice", "5000", "--reason", "readme test")
-    script = with_credentials(example("curl"), str(alice["api_key"]), str(alice["api_secret"]),
-                              served.url)
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True,
-                         timeout=30).stdout
+    script = with_credentials(
+        example("curl"), str(alice["api_key"]), str(alice["api_secret"]), served.url
+    )
+    out = subprocess.run(
+        ["bash", "-c", script], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
     assert '"username":"alice"' in out and '"available_msat":5000' in out
     assert '"to":"bob"' in out and '"amount_msat":1000' in out
 
@@ -40,10 +42,12 @@ def test_python_example_reads_the_account_and_transfers(served: Served) -> None:
     alice = served.cli_json("user", "create", "alice")
     served.cli_json("user", "create", "bob")
     served.cli_json("admin", "adjust", "alice", "5000", "--reason", "readme test")
-    code = with_credentials(example("python"), str(alice["api_key"]), str(alice["api_secret"]),
-                            served.url)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=30).stdout
+    code = with_credentials(
+        example("python"), str(alice["api_key"]), str(alice["api_secret"]), served.url
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
     assert "'available_msat': 5000" in out
     assert out.splitlines()[1].startswith("201")
 
@@ -52,11 +56,17 @@ def test_data_dir_is_accepted_before_or_after_the_subcommand(served: Served) -> 
     env_free = {k: v for k, v in served.env.items() if k != "LNGATE_DATA_DIR"}
     before = subprocess.run(
         [sys.executable, "-m", "lngate.cli", "--data-dir", str(served.data_dir), "reconcile"],
-        env=env_free, capture_output=True, text=True, timeout=60,
+        env=env_free,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     after = subprocess.run(
         [sys.executable, "-m", "lngate.cli", "reconcile", "--data-dir", str(served.data_dir)],
-        env=env_free, capture_output=True, text=True, timeout=60,
+        env=env_free,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert before.returncode == after.returncode == 0
     assert before.stdout == after.stdout

@@ -32,7 +32,7 @@ async def test_account_shows_balance_and_lightning_address(live_server: LiveServ
     assert body["username"] == "alice"
     assert body["available_msat"] == 5_000
     assert body["pending_msat"] == 0
-    assert body["lightning_address"] == "alice@127.0.0.1:8000"
+    assert body["lightning_address"] == f"alice@127.0.0.1:{live_server.port}"
 
 
 async def test_a_transfer_moves_money_between_users_and_shows_in_history(

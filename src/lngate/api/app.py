@@ -1,7 +1,11 @@
-"""The public ASGI application."""
+"""The public ASGI application, and the background workers it hosts on the embedded default."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -9,12 +13,32 @@ from fastapi import FastAPI
 from lngate import __version__
 from lngate.api import errors
 from lngate.api.auth import Authenticator
+from lngate.api.deposit_routes import deposit_router
+from lngate.api.event_routes import event_router
+from lngate.api.lnurl_routes import lnurl_router
 from lngate.api.responses import JsonResponse
 from lngate.api.user_routes import user_router
 from lngate.bootstrap import Core
+from lngate.lightning.node import Node
+
+log = logging.getLogger(__name__)
+
+Worker = Callable[[asyncio.Event], Awaitable[None]]
 
 
-def create_app(core: Core) -> FastAPI:
+def create_app(core: Core, node: Node, *, workers: Sequence[Worker] = ()) -> FastAPI:
+    """The API over ``core`` and ``node``; ``workers`` run for the app's lifetime."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(_supervised(w, stop)) for w in workers]
+        try:
+            yield
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
     app = FastAPI(
         title="lngate",
         version=__version__,
@@ -23,15 +47,32 @@ def create_app(core: Core) -> FastAPI:
         default_response_class=JsonResponse,
         docs_url="/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
     errors.install(app)
     auth = Authenticator(core)
     app.state.core = core
     app.state.auth = auth
     app.include_router(user_router(core, auth))
+    app.include_router(deposit_router(core, node, auth))
+    app.include_router(event_router(core, auth))
+    app.include_router(lnurl_router(core, node))
 
     @app.get("/health", tags=["meta"])
     async def health() -> Any:
         return {"status": "ok", "version": __version__}
 
     return app
+
+
+async def _supervised(worker: Worker, stop: asyncio.Event) -> None:
+    """Run a worker until stop; a crash is logged and the worker restarted (bounded backoff)."""
+    delay_s = 1.0
+    while not stop.is_set():
+        try:
+            await worker(stop)
+        except Exception:
+            log.exception("worker %r crashed; restarting in %.0fs", worker, delay_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay_s)
+            delay_s = min(delay_s * 2, 60.0)

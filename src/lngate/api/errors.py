@@ -28,6 +28,7 @@ _STATUS: list[tuple[type[e.LngateError], int]] = [
     (e.NotFound, 404),
     (e.Conflict, 409),
     (e.InsufficientFunds, 422),
+    (e.RateLimited, 429),
     (e.LedgerRefused, 422),
     (node_errors.NodeUnreachable, 503),
     (node_errors.NodeTimeout, 503),

@@ -15,6 +15,7 @@ Every error a caller can act on is a subclass of ``LngateError`` with a stable `
     │   └── AlreadyExists           (ALREADY_EXISTS)
     ├── InsufficientFunds           (INSUFFICIENT_FUNDS)
     ├── AccountFrozen               (ACCOUNT_FROZEN)
+    ├── RateLimited                 (RATE_LIMITED)         too many at once; retry later
     ├── LedgerRefused               (LEDGER_REFUSED)       a named ledger result
     └── NodeError                   (NODE_ERROR)           see lngate.lightning.errors
 """
@@ -74,6 +75,10 @@ class InsufficientFunds(LngateError):
 
 class AccountFrozen(LngateError):
     code = "ACCOUNT_FROZEN"
+
+
+class RateLimited(LngateError):
+    code = "RATE_LIMITED"
 
 
 class LedgerRefused(LngateError):

@@ -60,6 +60,8 @@ class LedgerWriter:
         self._conn: Any = None
         self.batches = 0
         self.operations = 0
+        # Called (on the writer thread) after every commit: wakes in-process listeners.
+        self.on_commit: Callable[[], None] | None = None
 
     def start(self) -> None:
         assert self._thread is None
@@ -130,6 +132,8 @@ class LedgerWriter:
             return
         self.batches += 1
         self.operations += len(outcomes)
+        if self.on_commit is not None:
+            self.on_commit()
         for fut, result, error in outcomes:
             if error is None:
                 fut.set_result(result)
@@ -151,6 +155,8 @@ class LedgerWriter:
                 self._reconnect()
                 continue
             fut.set_result(result)
+            if self.on_commit is not None:
+                self.on_commit()
             return
         assert last is not None
         fut.set_exception(last)

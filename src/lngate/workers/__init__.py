@@ -1,0 +1,1 @@
+"""Long-running loops: the invoice watcher, the payment worker, the treasury worker."""

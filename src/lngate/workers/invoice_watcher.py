@@ -1,0 +1,93 @@
+"""The invoice watcher: follows the node's invoice stream and credits settled deposits.
+
+It resumes from the last settle index it committed (stored with each credit, in the same
+transaction), so a restart misses nothing; an expiry poll asks the node about every open deposit
+past its expiry, which both closes expired deposits and catches any settlement the stream missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from lngate.bootstrap import Core
+from lngate.domain.errors import NodeError
+from lngate.lightning.node import Invoice, InvoiceState, Node
+from lngate.services.deposits import SETTLE_CURSOR, close_op, credit_settled_op, node_account
+from lngate.store import deposits
+from lngate.store.deposits import DepositStatus
+
+log = logging.getLogger(__name__)
+
+BACKOFF_MAX_S = 30.0
+SWEEP_BATCH = 200
+
+
+class InvoiceWatcher:
+    def __init__(
+        self, core: Core, node: Node, *, sweep_interval_s: float = 5.0, expiry_grace_s: float = 10.0
+    ) -> None:
+        self._core = core
+        self._node = node
+        self._sweep_interval_s = sweep_interval_s
+        self._expiry_grace_ms = int(expiry_grace_s * 1000)
+        self._node_account = node_account(core)
+        self.credited = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [asyncio.create_task(self._follow(stop)), asyncio.create_task(self._sweep(stop))]
+        try:
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def handle(self, invoice: Invoice) -> None:
+        if invoice.state is InvoiceState.SETTLED:
+            if await self._core.write(credit_settled_op(invoice, self._node_account)):
+                self.credited += 1
+        elif invoice.state is InvoiceState.CANCELED:
+            expired = time.time() >= invoice.expires_at
+            status = DepositStatus.EXPIRED if expired else DepositStatus.CANCELLED
+            await self._core.write(close_op(invoice.payment_hash.hex(), status))
+
+    async def _follow(self, stop: asyncio.Event) -> None:
+        delay_s = 0.5
+        while not stop.is_set():
+            after = await self._core.read(lambda tx: deposits.cursor(tx, SETTLE_CURSOR))
+            try:
+                async for invoice in self._node.subscribe_invoices(after):
+                    await self.handle(invoice)
+                    delay_s = 0.5
+            except NodeError as exc:
+                log.warning("invoice stream interrupted (%s); resuming in %.1fs", exc, delay_s)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, BACKOFF_MAX_S)
+
+    async def _sweep(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep_once()
+            except NodeError as exc:
+                log.warning("expiry sweep could not reach the node: %s", exc)
+            await asyncio.sleep(self._sweep_interval_s)
+
+    async def sweep_once(self) -> int:
+        """Ask the node about open deposits past expiry; returns how many changed."""
+        cutoff_ms = int(time.time() * 1000) - self._expiry_grace_ms
+        due = await self._core.read(
+            lambda tx: deposits.open_past_expiry(tx, cutoff_ms, SWEEP_BATCH)
+        )
+        changed = 0
+        for deposit in due:
+            invoice = await self._node.lookup_invoice(bytes.fromhex(deposit.payment_hash))
+            if invoice.state is InvoiceState.SETTLED:
+                changed += await self._core.write(credit_settled_op(invoice, self._node_account))
+            elif invoice.state in (InvoiceState.OPEN, InvoiceState.CANCELED):
+                # Past expiry the node refuses payment; an HTLC held (ACCEPTED) still may settle.
+                changed += await self._core.write(
+                    close_op(deposit.payment_hash, DepositStatus.EXPIRED)
+                )
+        return changed

@@ -1,0 +1,78 @@
+"""Small helpers the integration and e2e tests share: paying from outside, waiting, SSE."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from lngate.client import AsyncClient, signed_headers
+from lngate.lightning.node import Payment
+from lngate.lightning.simnet import SimnetNetwork
+
+FEE_LIMIT_MSAT = 50_000
+
+
+def pay_from_wallet(
+    simnet_dir: Path, wallet: str, bolt11: str, amount_msat: int | None = None
+) -> Payment:
+    """Pay as an outside wallet would: a separate simnet handle, like `lngate simnet pay`."""
+    with SimnetNetwork(simnet_dir) as net:
+        return net.pay(wallet, bolt11, amount_msat=amount_msat, fee_limit_msat=FEE_LIMIT_MSAT)
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], *, timeout_s: float = 10, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+async def available_msat(c: AsyncClient) -> int:
+    r = await c.get("/v1/account")
+    assert r.status_code == 200, r.text
+    return int(r.json()["available_msat"])
+
+
+async def read_events(
+    base_url: str,
+    creds: Any,
+    *,
+    until: Callable[[list[dict[str, Any]]], bool],
+    after: int | None = None,
+    timeout_s: float = 10,
+    started: asyncio.Event | None = None,
+) -> list[dict[str, Any]]:
+    """Read the signed SSE stream until ``until(events)`` holds."""
+    path = "/v1/events" if after is None else f"/v1/events?after={after}"
+    headers = signed_headers(creds.api_key, creds.api_secret, "GET", path)
+    got: list[dict[str, Any]] = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=timeout_s) as http:
+        async with asyncio.timeout(timeout_s):
+            async with http.stream("GET", path, headers=headers) as r:
+                assert r.status_code == 200, await r.aread()
+                if started is not None:
+                    started.set()
+                event: dict[str, Any] = {}
+                async for line in r.aiter_lines():
+                    if line.startswith("id: "):
+                        event["id"] = int(line[4:])
+                    elif line.startswith("event: "):
+                        event["event"] = line[7:]
+                    elif line.startswith("data: "):
+                        event["data"] = orjson.loads(line[6:])
+                    elif line == "" and event:
+                        got.append(event)
+                        event = {}
+                        if until(got):
+                            return got
+    return got
