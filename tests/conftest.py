@@ -22,6 +22,7 @@ from lngate.services.accounts import Credentials, adjust, create_user
 from lngate.store.db import Database
 from lngate.store.migrate import migrate
 from lngate.workers.invoice_watcher import InvoiceWatcher
+from lngate.workers.payment_sender import PaymentWorker
 
 POSTGRES_URL = os.environ.get("LNGATE_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("LNGATE_REQUIRE_POSTGRES") == "1"
@@ -105,7 +106,10 @@ class LiveServer:
         self.network = SimnetNetwork(core.config.simnet_dir)
         self.node = SimnetNode(self.network)
         self.watcher = InvoiceWatcher(core, SimnetNode(self.network), sweep_interval_s=0.2)
-        workers = [self.watcher.run] if watcher else []
+        self.payments = PaymentWorker(
+            core, SimnetNode(self.network), poll_s=0.05, track_every_s=0.05
+        )
+        workers = [self.watcher.run, self.payments.run] if watcher else []
         cfg = uvicorn.Config(
             create_app(core, self.node, workers=workers),
             host="127.0.0.1",

@@ -76,3 +76,22 @@ async def read_events(
                         if until(got):
                             return got
     return got
+
+
+def wallet_invoice(simnet_dir: Path, wallet: str, amount_msat: int | None, **kw: Any) -> str:
+    with SimnetNetwork(simnet_dir) as net:
+        return net.create_invoice(wallet, amount_msat, **kw).bolt11
+
+
+async def wait_status(
+    c: AsyncClient, withdrawal_id: str, statuses: set[str], timeout_s: float = 10
+) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    async def done() -> bool:
+        nonlocal found
+        found = (await c.get(f"/v1/withdrawals/{withdrawal_id}")).json()
+        return found.get("status") in statuses
+
+    await eventually(done, timeout_s=timeout_s, what=f"withdrawal to reach {statuses}")
+    return found

@@ -165,6 +165,78 @@ def admin_adjust(
         core.close()
 
 
+@admin_app.command("withdrawals")
+def admin_withdrawals() -> None:
+    """List the withdrawals waiting for review."""
+    from lngate.services.withdrawals import review_queue
+
+    core = _core()
+    try:
+        _print_json(core.read_sync(review_queue))
+    finally:
+        core.close()
+
+
+@admin_app.command("approve")
+def admin_approve(
+    withdrawal_id: str,
+    reason: Annotated[str, typer.Option(help="why; kept in the audit log")] = "reviewed",
+) -> None:
+    """Approve a withdrawal in review; the payment worker then sends it."""
+    from lngate.services.withdrawals import approve_op
+
+    core = _core()
+    try:
+        who = f"cli:{os.environ.get('USER', 'operator')}"
+        result = core.write_sync(approve_op(withdrawal_id, who, reason))
+        if result is None:
+            typer.echo(
+                json.dumps(
+                    {
+                        "error": {
+                            "code": "NOT_IN_REVIEW",
+                            "message": f"withdrawal {withdrawal_id} is not waiting for review",
+                        }
+                    }
+                ),
+                err=True,
+            )
+            raise typer.Exit(2)
+        _print_json(result)
+    finally:
+        core.close()
+
+
+@admin_app.command("reject")
+def admin_reject(
+    withdrawal_id: str,
+    reason: Annotated[str, typer.Option(help="why; kept in the audit log and shown to the user")],
+) -> None:
+    """Reject a withdrawal in review; its hold is released."""
+    from lngate.services.withdrawals import reject_with_audit_op
+
+    core = _core()
+    try:
+        who = f"cli:{os.environ.get('USER', 'operator')}"
+        result = core.write_sync(reject_with_audit_op(withdrawal_id, who, reason))
+        if result is None:
+            typer.echo(
+                json.dumps(
+                    {
+                        "error": {
+                            "code": "NOT_IN_REVIEW",
+                            "message": f"withdrawal {withdrawal_id} is not waiting for review",
+                        }
+                    }
+                ),
+                err=True,
+            )
+            raise typer.Exit(2)
+        _print_json(result)
+    finally:
+        core.close()
+
+
 @app.command()
 def reconcile() -> None:
     """Check the ledger invariants; exit 1 if one is broken."""

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lngate.domain.withdrawals import WithdrawalPolicy
+
 DEFAULT_DATA_DIR = Path("lngate-data")
 
 
@@ -47,6 +49,9 @@ class Config:
     node_backend: str = "simnet"  # or "lnd"
     lnd: LndConfig | None = None
     limits: Limits = field(default_factory=Limits)
+    withdrawals: WithdrawalPolicy = field(default_factory=WithdrawalPolicy)
+    # Development and tests only: let Lightning Address withdrawals reach private addresses.
+    lnurl_allow_private_hosts: bool = False
     log_json: bool = True
 
     @property
@@ -99,7 +104,7 @@ def _apply_file(cfg: Config, path: Path) -> Config:
         raw = tomllib.load(fh)
     base = path.parent
     top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
-    known = {f for f in Config.__dataclass_fields__ if f not in ("lnd", "limits")}
+    known = {f for f in Config.__dataclass_fields__ if f not in ("lnd", "limits", "withdrawals")}
     unknown = set(top) - known
     if unknown:
         raise ValueError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
@@ -108,6 +113,11 @@ def _apply_file(cfg: Config, path: Path) -> Config:
     cfg = replace(cfg, **top)
     if "limits" in raw:
         cfg = replace(cfg, limits=replace(cfg.limits, **raw["limits"]))
+    if "withdrawals" in raw:
+        section = dict(raw["withdrawals"])
+        if "blocked_payees" in section:
+            section["blocked_payees"] = frozenset(section["blocked_payees"])
+        cfg = replace(cfg, withdrawals=replace(cfg.withdrawals, **section))
     node = raw.get("node", {})
     if "backend" in node:
         cfg = replace(cfg, node_backend=str(node["backend"]))

@@ -12,6 +12,7 @@ from lngate.api.app import Worker, create_app
 from lngate.bootstrap import Core, open_core, open_node
 from lngate.config import Config
 from lngate.workers.invoice_watcher import InvoiceWatcher
+from lngate.workers.payment_sender import PaymentWorker
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +20,8 @@ log = logging.getLogger(__name__)
 def background_workers(core: Core, config: Config) -> list[Worker]:
     """The workers one process runs beside the API on the embedded default."""
     watcher_node = open_node(config, spending=False)
-    return [InvoiceWatcher(core, watcher_node).run]
+    payment_node = open_node(config, spending=True)  # the only holder of the spending credential
+    return [InvoiceWatcher(core, watcher_node).run, PaymentWorker(core, payment_node).run]
 
 
 def run_server(config: Config, *, with_workers: bool = True) -> None:

@@ -18,8 +18,10 @@ from lngate.api.event_routes import event_router
 from lngate.api.lnurl_routes import lnurl_router
 from lngate.api.responses import JsonResponse
 from lngate.api.user_routes import user_router
+from lngate.api.withdrawal_routes import withdrawal_router
 from lngate.bootstrap import Core
 from lngate.lightning.node import Node
+from lngate.services.withdrawals import WithdrawalService
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ def create_app(core: Core, node: Node, *, workers: Sequence[Worker] = ()) -> Fas
     app.include_router(deposit_router(core, node, auth))
     app.include_router(event_router(core, auth))
     app.include_router(lnurl_router(core, node))
+    app.include_router(withdrawal_router(core, WithdrawalService(core, node), auth))
 
     @app.get("/health", tags=["meta"])
     async def health() -> Any:

@@ -1,0 +1,238 @@
+"""Withdrawal records. Every status change is a conditional update from the expected status,
+so two workers (or a worker and an operator) can never both move the same withdrawal."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lngate.domain.withdrawals import ACTIVE, WithdrawalStatus
+from lngate.store.db import Dialect, Row, Tx
+from lngate.store.ledger import now_ms
+
+
+@dataclass(frozen=True, slots=True)
+class Withdrawal:
+    seq: int
+    id: str
+    user_id: str
+    bolt11: str
+    payment_hash: str  # hex
+    payee: str
+    destination: str | None
+    amount_msat: int
+    exchange_fee_msat: int
+    fee_reserve_msat: int
+    routing_fee_msat: int | None
+    preimage: str | None
+    status: WithdrawalStatus
+    internal: bool
+    note: str
+    attempts: int
+    created_at_ms: int
+    updated_at_ms: int
+    sent_at_ms: int | None
+    finished_at_ms: int | None
+
+    @property
+    def hold_id(self) -> str:
+        return f"withdrawal:{self.id}:hold"
+
+    @property
+    def fee_hold_id(self) -> str:
+        return f"withdrawal:{self.id}:fee"
+
+
+_COLUMNS = (
+    "seq, id, user_id, bolt11, payment_hash, payee, destination, amount_msat, exchange_fee_msat, "
+    "fee_reserve_msat, routing_fee_msat, preimage, status, internal, note, attempts, "
+    "created_at_ms, updated_at_ms, sent_at_ms, finished_at_ms"
+)
+
+
+def _opt_int(v: object) -> int | None:
+    return None if v is None else int(v)  # type: ignore[call-overload]
+
+
+def _withdrawal(r: Row) -> Withdrawal:
+    return Withdrawal(
+        int(r[0]),
+        str(r[1]),
+        str(r[2]),
+        str(r[3]),
+        str(r[4]),
+        str(r[5]),
+        r[6],
+        int(r[7]),
+        int(r[8]),
+        int(r[9]),
+        _opt_int(r[10]),
+        r[11],
+        WithdrawalStatus(r[12]),
+        bool(r[13]),
+        str(r[14]),
+        int(r[15]),
+        int(r[16]),
+        int(r[17]),
+        _opt_int(r[18]),
+        _opt_int(r[19]),
+    )
+
+
+def insert(tx: Tx, w: Withdrawal) -> None:
+    tx.execute(
+        "INSERT INTO withdrawals (id, user_id, bolt11, payment_hash, payee, destination, "
+        "amount_msat, exchange_fee_msat, fee_reserve_msat, status, internal, note, "
+        "created_at_ms, updated_at_ms) VALUES (:id, :u, :b, :h, :p, :d, :a, :f, :r, :s, :i, :n, "
+        ":t, :t)",
+        {
+            "id": w.id,
+            "u": w.user_id,
+            "b": w.bolt11,
+            "h": w.payment_hash,
+            "p": w.payee,
+            "d": w.destination,
+            "a": w.amount_msat,
+            "f": w.exchange_fee_msat,
+            "r": w.fee_reserve_msat,
+            "s": w.status.value,
+            "i": int(w.internal),
+            "n": w.note,
+            "t": w.created_at_ms,
+        },
+    )
+
+
+def by_id(tx: Tx, withdrawal_id: str) -> Withdrawal | None:
+    row = tx.one(f"SELECT {_COLUMNS} FROM withdrawals WHERE id = :id", {"id": withdrawal_id})
+    return None if row is None else _withdrawal(row)
+
+
+def active_with_hash(tx: Tx, payment_hash_hex: str) -> Withdrawal | None:
+    row = tx.one(
+        f"SELECT {_COLUMNS} FROM withdrawals WHERE payment_hash = :h "
+        "AND status NOT IN ('failed', 'rejected')",
+        {"h": payment_hash_hex},
+    )
+    return None if row is None else _withdrawal(row)
+
+
+def page_for_user(tx: Tx, user_id: str, *, before_seq: int | None, limit: int) -> list[Withdrawal]:
+    rows = tx.all(
+        f"SELECT {_COLUMNS} FROM withdrawals WHERE user_id = :u AND seq < :b "
+        "ORDER BY seq DESC LIMIT :l",
+        {"u": user_id, "b": before_seq if before_seq is not None else 2**62, "l": limit},
+    )
+    return [_withdrawal(r) for r in rows]
+
+
+def with_status(
+    tx: Tx, status: WithdrawalStatus, limit: int, *, skip_locked: bool = False
+) -> list[Withdrawal]:
+    """Oldest first. On PostgreSQL ``skip_locked`` lets several workers pick disjoint rows."""
+    lock = " FOR UPDATE SKIP LOCKED" if skip_locked and tx.dialect is Dialect.POSTGRES else ""
+    rows = tx.all(
+        f"SELECT {_COLUMNS} FROM withdrawals WHERE status = :s ORDER BY seq LIMIT :l{lock}",
+        {"s": status.value, "l": limit},
+    )
+    return [_withdrawal(r) for r in rows]
+
+
+def move(
+    tx: Tx,
+    withdrawal_id: str,
+    from_status: WithdrawalStatus,
+    to_status: WithdrawalStatus,
+    *,
+    note: str | None = None,
+) -> bool:
+    """Change status only if it is still ``from_status``; True if this call changed it."""
+    t = now_ms()
+    extra = ""
+    if to_status is WithdrawalStatus.SENDING:
+        extra = ", sent_at_ms = :t, attempts = attempts + 1"
+    return (
+        tx.execute(
+            "UPDATE withdrawals SET status = :to, updated_at_ms = :t, "
+            f"note = COALESCE(:n, note){extra} WHERE id = :id AND status = :from",
+            {
+                "to": to_status.value,
+                "from": from_status.value,
+                "t": t,
+                "n": note,
+                "id": withdrawal_id,
+            },
+        )
+        == 1
+    )
+
+
+def finish(
+    tx: Tx,
+    withdrawal_id: str,
+    to_status: WithdrawalStatus,
+    *,
+    routing_fee_msat: int | None,
+    preimage_hex: str | None,
+    note: str,
+) -> bool:
+    """sending -> succeeded | failed, exactly once."""
+    assert to_status in (WithdrawalStatus.SUCCEEDED, WithdrawalStatus.FAILED)
+    t = now_ms()
+    return (
+        tx.execute(
+            "UPDATE withdrawals SET status = :to, routing_fee_msat = :f, preimage = :p, note = :n, "
+            "updated_at_ms = :t, finished_at_ms = :t WHERE id = :id AND status = :sending",
+            {
+                "to": to_status.value,
+                "f": routing_fee_msat,
+                "p": preimage_hex,
+                "n": note,
+                "t": t,
+                "id": withdrawal_id,
+                "sending": WithdrawalStatus.SENDING.value,
+            },
+        )
+        == 1
+    )
+
+
+def set_note(tx: Tx, withdrawal_id: str, note: str) -> None:
+    tx.execute("UPDATE withdrawals SET note = :n WHERE id = :id", {"n": note, "id": withdrawal_id})
+
+
+def sum_since(tx: Tx, since_ms: int, user_id: str | None = None) -> int:
+    """Total of active withdrawals created since ``since_ms`` (one user, or everyone)."""
+    statuses = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE))
+    where = f"created_at_ms >= :since AND internal = 0 AND status IN ({statuses})"
+    params: dict[str, object] = {"since": since_ms}
+    if user_id is not None:
+        where += " AND user_id = :u"
+        params["u"] = user_id
+    return int(
+        tx.scalar(f"SELECT COALESCE(SUM(amount_msat), 0) FROM withdrawals WHERE {where}", params)
+    )
+
+
+def sending_totals(tx: Tx, user_id: str) -> tuple[int, int]:
+    """(count, total msat) of the user's withdrawals in flight."""
+    row = tx.one(
+        "SELECT COUNT(*), COALESCE(SUM(amount_msat), 0) FROM withdrawals "
+        "WHERE user_id = :u AND status = :s",
+        {"u": user_id, "s": WithdrawalStatus.SENDING.value},
+    )
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+def take_lock(tx: Tx, name: str) -> None:
+    """Serialise a check-then-write across processes: a no-op update takes the row lock on
+    PostgreSQL (SQLite's write transaction already excludes every other writer)."""
+    taken = tx.execute("UPDATE locks SET taken = taken + 1 WHERE name = :n", {"n": name})
+    assert taken == 1, f"lock row {name!r} is missing"
+
+
+def bump_attempts(tx: Tx, withdrawal_id: str) -> None:
+    tx.execute(
+        "UPDATE withdrawals SET attempts = attempts + 1, updated_at_ms = :t WHERE id = :id",
+        {"t": now_ms(), "id": withdrawal_id},
+    )
