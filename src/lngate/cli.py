@@ -295,14 +295,26 @@ def decode(bolt11: str) -> None:
 
 @app.command()
 def bench(
+    suite: Annotated[str, typer.Option(help="all, transfers or lightning")] = "all",
     api: Annotated[bool, typer.Option(help="also measure through HTTP (needs wrk)")] = True,
     transfers: Annotated[int, typer.Option(help="transfers per in-process run")] = 20_000,
     duration_s: Annotated[int, typer.Option(help="seconds per HTTP run")] = 10,
+    lightning_ops: Annotated[int, typer.Option(help="deposits and withdrawals each")] = 500,
 ) -> None:
-    """Measure internal transfers per second and latency (see benchmarks/)."""
+    """Measure throughput and latency: transfers (service layer and HTTP, SQLite and, with
+    LNGATE_BENCH_POSTGRES_URL, PostgreSQL), deposit credit latency and withdrawals on simnet."""
     from lngate.bench import run_benchmarks
 
-    run_benchmarks(config_from_env(), api=api, transfers=transfers, duration_s=duration_s)
+    if suite not in ("all", "transfers", "lightning"):
+        raise typer.BadParameter("suite must be all, transfers or lightning")
+    run_benchmarks(
+        config_from_env(),
+        suite=suite,
+        api=api,
+        transfers=transfers,
+        duration_s=duration_s,
+        lightning_ops=lightning_ops,
+    )
 
 
 def _lift_global_options(argv: list[str]) -> list[str]:

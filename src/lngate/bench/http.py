@@ -136,7 +136,7 @@ def bench_http(
     stats = run_wrk(url, requests_file, concurrency, duration_s)
     errors = int(stats["status_errors"] + stats["socket_errors"])
     return Result(
-        "HTTP API",
+        "transfers, HTTP API",
         database,
         concurrency,
         int(stats["requests"]) - errors,

@@ -12,6 +12,7 @@ from pathlib import Path
 import psycopg
 
 from lngate.bench.http import bench_http, start_server, wait_for_server
+from lngate.bench.lightning import run_lightning_benchmarks
 from lngate.bench.service_layer import bench_service_layer
 from lngate.bench.stats import HEADER, Result
 from lngate.bootstrap import open_core
@@ -112,14 +113,20 @@ def _one_database(
     return results
 
 
-def run_benchmarks(config: Config, *, api: bool, transfers: int, duration_s: int) -> None:
+def run_benchmarks(
+    config: Config, *, suite: str, api: bool, transfers: int, duration_s: int, lightning_ops: int
+) -> None:
     del config  # benchmarks run on fresh databases of their own, never on live data
-    if api and shutil.which("wrk") is None:
+    if api and suite in ("all", "transfers") and shutil.which("wrk") is None:
         raise SystemExit("the HTTP benchmark needs wrk (apt-get install wrk), or pass --no-api")
-    results = _one_database(None, api=api, transfers=transfers, duration_s=duration_s)
-    pg = os.environ.get("LNGATE_BENCH_POSTGRES_URL")
-    if pg:
-        results += _one_database(pg, api=api, transfers=transfers, duration_s=duration_s)
+    results: list[Result] = []
+    if suite in ("all", "transfers"):
+        results += _one_database(None, api=api, transfers=transfers, duration_s=duration_s)
+        pg = os.environ.get("LNGATE_BENCH_POSTGRES_URL")
+        if pg:
+            results += _one_database(pg, api=api, transfers=transfers, duration_s=duration_s)
+    if suite in ("all", "lightning"):
+        results += run_lightning_benchmarks(deposits=lightning_ops, withdrawals=lightning_ops)
     print(HEADER)
     for result in results:
         print(result.row())

@@ -56,7 +56,7 @@ def bench_service_layer(
 ) -> Result:
     seconds, latencies, errors = asyncio.run(_run(core, usernames, user_ids, count, concurrency))
     return Result(
-        "service layer",
+        "transfers, service layer",
         database,
         concurrency,
         count - errors,

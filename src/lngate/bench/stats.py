@@ -22,16 +22,17 @@ class Result:
         return self.operations / self.seconds if self.seconds else 0.0
 
     def row(self) -> str:
+        rate = f"{self.ops_per_s:,.0f}" if self.seconds else "-"
         return (
-            f"| {self.name} | {self.database} | {self.concurrency} | {self.ops_per_s:,.0f} | "
+            f"| {self.name} | {self.database} | {self.concurrency} | {rate} | "
             f"{self.p50_ms:.1f} | {self.p99_ms:.1f} | {self.operations:,} | {self.errors} | "
             f"{self.client} |"
         )
 
 
 HEADER = (
-    "| path | database | concurrency | transfers/s | p50 ms | p99 ms | transfers | errors | "
-    "client |\n|---|---|---|---|---|---|---|---|---|"
+    "| benchmark | database | concurrency | ops/s | p50 ms | p99 ms | ops | errors | client |\n"
+    "|---|---|---|---|---|---|---|---|---|"
 )
 
 
