@@ -13,6 +13,7 @@ from typing import TypeVar
 from lngate.config import Config
 from lngate.domain.ledger import SYSTEM_ACCOUNT_CODES, AccountFlags
 from lngate.lightning.node import Node
+from lngate.metrics import Metrics
 from lngate.security.secrets import ServerKey
 from lngate.store.db import Database, Dialect, Tx
 from lngate.store.ledger import ensure_account
@@ -63,6 +64,7 @@ class Core:
     writer: LedgerWriter | None = None
     system_accounts: dict[str, int] = field(default_factory=dict)
     commits: CommitSignal = field(default_factory=CommitSignal)
+    metrics: Metrics = field(default_factory=Metrics)
     _reads: ThreadPoolExecutor | None = None
 
     async def write(self, op: Callable[[Tx], T]) -> T:

@@ -20,6 +20,7 @@ from lngate.lightning.simnet.cli import app as simnet_app
 from lngate.regtest.cli import app as regtest_app
 from lngate.store import audit
 from lngate.store.users import Role
+from lngate.treasury_cli import channels_app, cold_app, treasury_app
 
 GLOBAL_OPTIONS = ("--data-dir", "--config")
 
@@ -37,8 +38,13 @@ audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True
 app.add_typer(user_app, name="user")
 app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
+admin_key_app = typer.Typer(help="Admin API keys.", no_args_is_help=True)
+admin_app.add_typer(admin_key_app, name="key")
 app.add_typer(simnet_app, name="simnet")
 app.add_typer(regtest_app, name="regtest")
+app.add_typer(cold_app, name="cold")
+app.add_typer(treasury_app, name="treasury")
+app.add_typer(channels_app, name="channels")
 
 
 def config_from_env(**overrides: Any) -> Config:
@@ -63,11 +69,14 @@ def _fail(exc: LngateError) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="listen address")] = None,
     port: Annotated[int | None, typer.Option(help="listen port")] = None,
+    admin_port: Annotated[
+        int | None, typer.Option(help="admin API and /metrics port (0: off); on 127.0.0.1")
+    ] = None,
 ) -> None:
-    """Run the API (and, on the embedded defaults, everything else) in one process."""
+    """Run the API, the admin API and the workers in one process."""
     from lngate.server import run_server
 
-    run_server(config_from_env(host=host, port=port))
+    run_server(config_from_env(host=host, port=port, admin_port=admin_port))
 
 
 @app.command()
@@ -238,16 +247,129 @@ def admin_reject(
 
 
 @app.command()
-def reconcile() -> None:
-    """Check the ledger invariants; exit 1 if one is broken."""
+def reconcile(
+    node: Annotated[
+        bool, typer.Option(help="also compare the books with the node's assets")
+    ] = True,
+) -> None:
+    """Check the ledger invariants and (by default) the books against the node's assets; the
+    report is stored, a failure halts withdrawals, and the exit code is 1."""
+    import asyncio
+
+    from lngate.bootstrap import open_node
     from lngate.services.reconciliation import check_ledger
+    from lngate.services.solvency import reconcile as full_reconcile
 
     core = _core()
     try:
-        report = core.read_sync(check_ledger)
-        _print_json(report.as_json())
-        if not report.ok:
+        if not node:
+            ledger = core.read_sync(check_ledger)
+            _print_json(ledger.as_json())
+            if not ledger.ok:
+                raise typer.Exit(1)
+            return
+        core.start_writer()
+        lightning = open_node(core.config, spending=True)
+
+        async def run() -> dict[str, Any]:
+            try:
+                return await full_reconcile(core, lightning, actor="cli:reconcile")
+            finally:
+                await lightning.close()
+
+        report = asyncio.run(run())
+        _print_json(report)
+        if not report["ok"]:
             raise typer.Exit(1)
+    finally:
+        core.close()
+
+
+def _operator() -> str:
+    return f"cli:{os.environ.get('USER', 'operator')}"
+
+
+@admin_app.command("halt")
+def admin_halt(reason: Annotated[str, typer.Option(help="why; kept in the audit log")]) -> None:
+    """Halt withdrawals now (deposits and transfers go on)."""
+    from lngate.services import halt
+
+    core = _core()
+    try:
+        changed = core.write_sync(lambda tx: halt.halt(tx, reason=reason, actor=_operator()))
+        _print_json({"halted": True, "changed": changed})
+    except LngateError as exc:
+        _fail(exc)
+    finally:
+        core.close()
+
+
+@admin_app.command("resume")
+def admin_resume(
+    reason: Annotated[str, typer.Option(help="why; kept in the audit log")],
+    acknowledge_shortfall_msat: Annotated[
+        int | None, typer.Option(help="a shortfall you investigated and accept")
+    ] = None,
+) -> None:
+    """Resume withdrawals after a halt."""
+    from lngate.services import halt
+
+    core = _core()
+    try:
+        changed = core.write_sync(
+            lambda tx: halt.resume(
+                tx,
+                reason=reason,
+                actor=_operator(),
+                acknowledge_shortfall_msat=acknowledge_shortfall_msat,
+            )
+        )
+        _print_json({"halted": False, "changed": changed})
+    except LngateError as exc:
+        _fail(exc)
+    finally:
+        core.close()
+
+
+def _set_frozen(username: str, frozen: bool, reason: str) -> None:
+    from lngate.services.admin import set_frozen_op
+
+    core = _core()
+    try:
+        changed = core.write_sync(set_frozen_op(username, frozen, reason=reason, actor=_operator()))
+        _print_json({"username": username, "frozen": frozen, "changed": changed})
+    except LngateError as exc:
+        _fail(exc)
+    finally:
+        core.close()
+
+
+@admin_app.command("freeze")
+def admin_freeze(
+    username: str, reason: Annotated[str, typer.Option(help="why; kept in the audit log")]
+) -> None:
+    """Freeze a user: no withdrawals and no transfers until unfrozen."""
+    _set_frozen(username, True, reason)
+
+
+@admin_app.command("unfreeze")
+def admin_unfreeze(
+    username: str, reason: Annotated[str, typer.Option(help="why; kept in the audit log")]
+) -> None:
+    """Unfreeze a user."""
+    _set_frozen(username, False, reason)
+
+
+@admin_key_app.command("create")
+def admin_key_create(name: str) -> None:
+    """Create an admin key for the admin API (printed once)."""
+    from lngate.services.accounts import create_user
+
+    core = _core()
+    try:
+        _print_json(create_user(core, name, Role.ADMIN).as_json())
+    except LngateError as exc:
+        _fail(exc)
     finally:
         core.close()
 

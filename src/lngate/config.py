@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from lngate.domain.treasury import TreasuryPolicy
 from lngate.domain.withdrawals import WithdrawalPolicy
 
 DEFAULT_DATA_DIR = Path("lngate-data")
@@ -50,8 +51,13 @@ class Config:
     lnd: LndConfig | None = None
     limits: Limits = field(default_factory=Limits)
     withdrawals: WithdrawalPolicy = field(default_factory=WithdrawalPolicy)
+    treasury: TreasuryPolicy = field(default_factory=TreasuryPolicy)
     # Development and tests only: let Lightning Address withdrawals reach private addresses.
     lnurl_allow_private_hosts: bool = False
+    # Reconciliation: how often, and the shortfall (books minus assets) that halts withdrawals.
+    reconcile_interval_s: float = 30.0
+    reconcile_tolerance_msat: int = 10_000_000
+    inbound_floor_msat: int = 0  # warn when the node can receive less than this
     log_json: bool = True
 
     @property
@@ -104,7 +110,8 @@ def _apply_file(cfg: Config, path: Path) -> Config:
         raw = tomllib.load(fh)
     base = path.parent
     top = {k: v for k, v in raw.items() if not isinstance(v, dict)}
-    known = {f for f in Config.__dataclass_fields__ if f not in ("lnd", "limits", "withdrawals")}
+    sections = ("lnd", "limits", "withdrawals", "treasury")
+    known = {f for f in Config.__dataclass_fields__ if f not in sections}
     unknown = set(top) - known
     if unknown:
         raise ValueError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
@@ -118,6 +125,8 @@ def _apply_file(cfg: Config, path: Path) -> Config:
         if "blocked_payees" in section:
             section["blocked_payees"] = frozenset(section["blocked_payees"])
         cfg = replace(cfg, withdrawals=replace(cfg.withdrawals, **section))
+    if "treasury" in raw:
+        cfg = replace(cfg, treasury=replace(cfg.treasury, **raw["treasury"]))
     node = raw.get("node", {})
     if "backend" in node:
         cfg = replace(cfg, node_backend=str(node["backend"]))

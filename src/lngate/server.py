@@ -1,18 +1,33 @@
-"""``lngate serve`` and ``lngate worker``: processes built from the core, a node and workers."""
+"""``lngate serve`` and ``lngate worker``: processes built from the core, a node and workers.
+
+``serve`` runs the public API (127.0.0.1:8000), the admin API and metrics on their own listener
+(127.0.0.1:8001; ``admin_port = 0`` turns it off) and, on the embedded default, the workers.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
+import hashlib
 import logging
 import signal
+from collections.abc import Iterator
+from typing import Any
 
+import orjson
 import uvicorn
 
+from lngate.api.admin_app import create_admin_app
 from lngate.api.app import Worker, create_app
 from lngate.bootstrap import Core, open_core, open_node
 from lngate.config import Config
+from lngate.logs import configure_logging
+from lngate.store import audit, system_state
 from lngate.workers.invoice_watcher import InvoiceWatcher
 from lngate.workers.payment_sender import PaymentWorker
+from lngate.workers.reconciler import Reconciler
+from lngate.workers.treasury import TreasuryWorker
 
 log = logging.getLogger(__name__)
 
@@ -21,40 +36,107 @@ def background_workers(core: Core, config: Config) -> list[Worker]:
     """The workers one process runs beside the API on the embedded default."""
     watcher_node = open_node(config, spending=False)
     payment_node = open_node(config, spending=True)  # the only holder of the spending credential
-    return [InvoiceWatcher(core, watcher_node).run, PaymentWorker(core, payment_node).run]
+    return [
+        InvoiceWatcher(core, watcher_node).run,
+        PaymentWorker(core, payment_node).run,
+        Reconciler(core, open_node(config, spending=True)).run,
+        TreasuryWorker(core, open_node(config, spending=True)).run,
+    ]
+
+
+class _Server(uvicorn.Server):
+    """Two servers share one loop: signals are handled once, for both, by ``serve_all``."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _config_summary(config: Config) -> dict[str, Any]:
+    raw = dataclasses.asdict(config)
+    return orjson.loads(orjson.dumps(raw, default=str, option=orjson.OPT_SORT_KEYS))  # type: ignore[no-any-return]
+
+
+def audit_config_change(core: Core) -> None:
+    """Append a ``config.change`` audit record when the configuration differs from last start."""
+    summary = _config_summary(core.config)
+    digest = hashlib.sha256(orjson.dumps(summary, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+    def op(tx: Any) -> None:
+        previous = system_state.get(tx, "config")
+        if previous and previous.get("digest") == digest:
+            return
+        before = (previous or {}).get("summary", {})
+        changed = sorted(k for k in summary if before.get(k) != summary[k])
+        audit.append(
+            tx,
+            actor="lngate",
+            action="config.change",
+            subject="config",
+            reason="configuration differs from the last start",
+            details={"changed": {k: summary[k] for k in changed}},
+        )
+        system_state.put(tx, "config", {"digest": digest, "summary": summary})
+
+    core.write_sync(op)
 
 
 def run_server(config: Config, *, with_workers: bool = True) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(json=config.log_json)
     core = open_core(config)
     core.start_writer()
     try:
-        node = open_node(config, spending=False)
-        workers = background_workers(core, config) if with_workers else []
-        app = create_app(core, node, workers=workers)
-        log.info(
-            "lngate serving on http://%s:%d (database %s, node %s)",
-            config.host,
-            config.port,
-            core.db.dialect.value,
-            config.node_backend,
-        )
-        uvicorn.run(
+        audit_config_change(core)
+        asyncio.run(_serve_all(core, config, with_workers))
+    finally:
+        core.close()
+
+
+async def _serve_all(core: Core, config: Config, with_workers: bool) -> None:
+    node = open_node(config, spending=False)
+    workers = background_workers(core, config) if with_workers else []
+    servers = [_uvicorn(create_app(core, node, workers=workers), config.host, config.port)]
+    if config.admin_port:
+        servers.append(_uvicorn(create_admin_app(core, node), config.admin_host, config.admin_port))
+
+    def stop_all() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_all)
+    log.info(
+        "lngate serving on http://%s:%d (admin on %s), database %s, node %s",
+        config.host,
+        config.port,
+        f"http://{config.admin_host}:{config.admin_port}" if config.admin_port else "off",
+        core.db.dialect.value,
+        config.node_backend,
+    )
+    try:
+        await asyncio.gather(*(s.serve() for s in servers))
+    finally:
+        await node.close()
+
+
+def _uvicorn(app: Any, host: str, port: int) -> _Server:
+    return _Server(
+        uvicorn.Config(
             app,
-            host=config.host,
-            port=config.port,
+            host=host,
+            port=port,
             log_level="warning",
             access_log=False,
             loop="uvloop",
             http="httptools",
         )
-    finally:
-        core.close()
+    )
 
 
 def run_workers(config: Config) -> None:
     """Workers alone, as a separate process (production runs several API processes apart)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(json=config.log_json)
     core = open_core(config)
     core.start_writer()
 

@@ -1,4 +1,6 @@
-"""The simnet implementation of the contract harness (the regtest one joins the params)."""
+"""The contract harness, once per adapter: simnet (here) and LND on the regtest network
+(tests/contract/lnd_harness.py, marked ``regtest``: the fast suite deselects it with
+``-m "not regtest"``, and only a test that runs it starts the network)."""
 
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import pytest
 from lngate.lightning.bolt11 import encode_bolt11
 from lngate.lightning.node import Network, Node, Payment
 from lngate.lightning.simnet import FaultKind, SimnetNetwork, SimnetNode
+from lngate.regtest import Network as RegtestNetwork
 from tests.contract.harness import HeldInvoice, NodeHarness
+from tests.contract.lnd_harness import LndHarness
 
 OUTSIDE = "carol"
 HOLD_FOREVER_MS = 3_600_000
@@ -75,9 +79,18 @@ class SimnetHarness:
         self.outside.close()
 
 
-@pytest.fixture(params=["simnet"])
+def pytest_configure(config: pytest.Config) -> None:
+    # The regtest network fixtures (loaded once, whichever conftest asks first).
+    config.pluginmanager.import_plugin("tests.regtest.network_plugin")
+
+
+@pytest.fixture(params=["simnet", pytest.param("regtest", marks=pytest.mark.regtest)])
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[NodeHarness]:
-    assert request.param == "simnet"
-    h = SimnetHarness(tmp_path / "simnet")
+    h: SimnetHarness | LndHarness
+    if request.param == "simnet":
+        h = SimnetHarness(tmp_path / "simnet")
+    else:
+        network: RegtestNetwork = request.getfixturevalue("regtest")
+        h = LndHarness(network)
     yield h
     await h.close()

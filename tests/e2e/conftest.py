@@ -22,6 +22,7 @@ class Served:
     url: str
     data_dir: Path
     env: dict[str, str]
+    admin_url: str
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -46,8 +47,18 @@ def served(tmp_path: Path) -> Iterator[Served]:
     env.pop("LNGATE_DATABASE_URL", None)
     env.pop("LNGATE_CONFIG", None)
     log = (tmp_path / "serve.log").open("w")
+    admin_port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "lngate.cli", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "lngate.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--admin-port",
+            str(admin_port),
+        ],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -64,7 +75,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((tmp_path / "serve.log").read_text())
             time.sleep(0.05)
-        yield Served(url, data_dir, env)
+        yield Served(url, data_dir, env, f"http://127.0.0.1:{admin_port}")
     finally:
         proc.terminate()
         try:

@@ -42,7 +42,12 @@ from lngate.lightning.errors import (
     PermissionDenied,
 )
 from lngate.lightning.lnd import LndNode, ReconnectPolicy
-from lngate.lightning.lnd._errors import RpcStatus, node_error, transport_error
+from lngate.lightning.lnd._errors import (
+    RpcStatus,
+    node_error,
+    parse_error_body,
+    transport_error,
+)
 from lngate.lightning.lnd._mapping import MalformedResponse, map_payment, network_from_bolt11
 from lngate.lightning.node import (
     FailureReason,
@@ -285,6 +290,21 @@ async def test_create_amountless_invoice_with_description_hash(
     }
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"amount_msat": -5}, {"amount_msat": 0}, {"amount_msat": 1_000, "expiry_s": 0}],
+)
+async def test_create_invoice_refuses_bad_amounts_without_asking_lnd(
+    lnd: tuple[FakeLnd, LndNode], kwargs: dict[str, Any]
+) -> None:
+    fake, node = lnd
+
+    with pytest.raises(InvalidNodeRequest):
+        await node.create_invoice(**kwargs)
+
+    assert fake.requests == []
+
+
 async def test_lookup_of_a_settled_invoice_has_its_preimage_and_settle_index(
     lnd: tuple[FakeLnd, LndNode],
 ) -> None:
@@ -484,6 +504,32 @@ async def test_subscribe_reconnects_after_an_error_line_from_a_shutting_down_nod
     assert [r.url.params["settle_index"] for r in requests] == ["4", "5", "5"]
 
 
+async def test_subscribe_reconnects_while_a_restarting_lnd_is_still_locked(
+    lnd: tuple[FakeLnd, LndNode],
+) -> None:
+    # What lnd 0.21 answers (HTTP 500) in the moments after it restarts (regtest).
+    locked = {"code": 2, "message": "wallet locked, unlock it to enable full RPC access"}
+    starting = {
+        "code": 2,
+        "message": "the RPC server is in the process of starting up, but not yet ready to "
+        "accept calls",
+    }
+    fake, node = lnd
+    fake.on(
+        "GET",
+        "/v1/invoices/subscribe",
+        stream_answer(stream_lines("subscribe_invoices_shutdown.jsonl")),
+        json_answer({**locked, "details": []}, status=500),
+        json_answer({"error": {**starting, "details": []}}, status=500),
+        stream_answer(stream_lines("subscribe_invoices_2.jsonl"), end="hang"),
+    )
+
+    invoices = await take(node.subscribe_invoices(after_settle_index=4), 3)
+
+    assert [i.settle_index for i in invoices] == [5, 6, 7]
+    assert len(fake.sent("GET", "/v1/invoices/subscribe")) == 4
+
+
 async def test_subscribe_stops_on_a_refused_macaroon(lnd: tuple[FakeLnd, LndNode]) -> None:
     fake, node = lnd
     fake.on(
@@ -630,10 +676,39 @@ async def test_pay_an_amountless_invoice_sends_the_amount(lnd: tuple[FakeLnd, Ln
     assert sent["fee_limit_msat"] == "0"
 
 
-async def test_pay_without_a_route_fails_with_no_route(lnd: tuple[FakeLnd, LndNode]) -> None:
+async def test_pay_without_a_route_raises_no_route(lnd: tuple[FakeLnd, LndNode]) -> None:
+    # LND records it FAILED (NO_ROUTE) without a single HTLC: a refusal, as the port has it.
     fake, node = lnd
     on_decode_carol(fake)
     fake.on("POST", "/v2/router/send", stream_answer(stream_lines("send_no_route.jsonl")))
+
+    with pytest.raises(NoRoute):
+        await node.pay(CAROL_INVOICE, fee_limit_msat=2_000)
+
+
+async def test_pay_beyond_the_local_balance_raises_insufficient_balance(
+    lnd: tuple[FakeLnd, LndNode],
+) -> None:
+    fake, node = lnd
+    on_decode_carol(fake)
+    lines = stream_lines("send_no_route.jsonl")
+    lines[1]["result"]["failure_reason"] = "FAILURE_REASON_INSUFFICIENT_BALANCE"
+    fake.on("POST", "/v2/router/send", stream_answer(lines))
+
+    with pytest.raises(InsufficientBalance):
+        await node.pay(CAROL_INVOICE, fee_limit_msat=2_000)
+
+
+async def test_no_route_after_htlcs_were_tried_is_a_failed_payment(
+    lnd: tuple[FakeLnd, LndNode],
+) -> None:
+    fake, node = lnd
+    on_decode_carol(fake)
+    lines = stream_lines("send_failed_htlc_in_flight.jsonl")
+    for htlc in lines[1]["result"]["htlcs"]:
+        htlc["status"] = "FAILED"
+    lines[1]["result"]["failure_reason"] = "FAILURE_REASON_NO_ROUTE"
+    fake.on("POST", "/v2/router/send", stream_answer(lines))
 
     payment = await node.pay(CAROL_INVOICE, fee_limit_msat=2_000)
 
@@ -675,6 +750,44 @@ async def test_pay_answers_in_flight_when_our_timeout_passes(
     assert payment.amount_msat == 100_000_000
 
 
+async def test_pay_with_no_time_to_wait_answers_once_lnd_has_the_payment(
+    lnd: tuple[FakeLnd, LndNode],
+) -> None:
+    fake, node = lnd
+    on_decode_carol(fake)
+    fake.on(
+        "POST",
+        "/v2/router/send",
+        stream_answer(stream_lines("send_in_flight.jsonl"), end="hang"),
+    )
+
+    payment = await node.pay(CAROL_INVOICE, fee_limit_msat=2_000, timeout_s=0)
+
+    assert payment.status is PaymentStatus.IN_FLIGHT
+    assert payment.payment_hash == payment_hash(6)
+    # LND reads timeout_seconds 0 as no bound on path finding: it gets its usual 60 s.
+    assert sent_json(fake.sent("POST", "/v2/router/send")[0])["timeout_seconds"] == 60
+
+
+async def test_pay_waits_for_lnd_to_take_the_payment_even_when_slow(
+    lnd: tuple[FakeLnd, LndNode],
+) -> None:
+    fake, node = lnd
+    on_decode_carol(fake)
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.2)  # longer than timeout_s=0, shorter than the request timeout
+        # Only a read of LND's first update can answer SUCCEEDED; a guess would be IN_FLIGHT.
+        final = stream_lines("send_succeeded.jsonl")[-1:]
+        return httpx.Response(200, stream=ScriptedStream(final, "close"))
+
+    fake.on("POST", "/v2/router/send", slow)
+
+    payment = await node.pay(CAROL_INVOICE, fee_limit_msat=2_000, timeout_s=0)
+
+    assert payment.status is PaymentStatus.SUCCEEDED
+
+
 async def test_a_stream_lost_after_lnd_took_the_payment_is_in_flight(
     lnd: tuple[FakeLnd, LndNode],
 ) -> None:
@@ -701,7 +814,9 @@ async def test_pay_of_a_paid_hash_raises_already_paid(lnd: tuple[FakeLnd, LndNod
 async def test_pay_of_a_hash_in_flight_raises_already_paid(lnd: tuple[FakeLnd, LndNode]) -> None:
     fake, node = lnd
     on_decode_carol(fake)
-    fake.on("POST", "/v2/router/send", stream_answer(stream_lines("send_in_transition.jsonl")))
+    # lnd 0.21 answers HTTP 409 with the error line as the body (recorded).
+    (refusal,) = stream_lines("send_in_transition.jsonl")
+    fake.on("POST", "/v2/router/send", json_answer(refusal, status=409))
 
     with pytest.raises(AlreadyPaid):
         await node.pay(CAROL_INVOICE, fee_limit_msat=2_000)
@@ -938,13 +1053,42 @@ async def test_open_channel_without_funds(lnd: tuple[FakeLnd, LndNode]) -> None:
         (RpcStatus("invalid payment request", 2, 500), InvalidInvoice),
         (RpcStatus("invoice not for current active network 'regtest'", 2, 500), InvalidInvoice),
         (
-            RpcStatus("amount must be specified when paying a zero amount invoice", 3, 400),
+            RpcStatus("amount must be specified when paying a zero amount invoice", 2, 500),
+            InvalidNodeRequest,
+        ),
+        (
+            RpcStatus("amount must not be specified when paying a non-zero amount invoice", 2, 500),
+            InvalidNodeRequest,
+        ),
+        (RpcStatus("self-payments not allowed", 2, 500), InvalidNodeRequest),
+        (
+            RpcStatus(
+                "address: bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4 is not valid for this "
+                "network: regtest",
+                2,
+                500,
+            ),
             InvalidNodeRequest,
         ),
         (RpcStatus("type mismatch, parameter: value_msat", 3, 400), InvalidNodeRequest),
         (RpcStatus("bad request", None, 400), InvalidNodeRequest),
         (RpcStatus("context deadline exceeded", 4, 504), NodeTimeout),
         (RpcStatus("waiting to start, RPC services not available", 14, 503), NodeUnreachable),
+        # lnd 0.21 while it restarts (recorded from the regtest network): code 2, HTTP 500.
+        (
+            RpcStatus("wallet locked, unlock it to enable full RPC access", 2, 500),
+            NodeUnreachable,
+        ),
+        (
+            RpcStatus(
+                "the RPC server is in the process of starting up, but not yet ready to accept "
+                "calls",
+                2,
+                500,
+            ),
+            NodeUnreachable,
+        ),
+        (RpcStatus("server is still in the process of starting", 2, 500), NodeUnreachable),
         (RpcStatus("Not Found", 5, 404), NodeError),  # a route the lnd build does not serve
         (RpcStatus("channeldb: something broke", 2, 500), NodeError),
     ],
@@ -982,6 +1126,15 @@ def test_lnd_status_mapping_of_a_decode(status: RpcStatus, expected: type[NodeEr
 )
 def test_transport_error_mapping(exc: httpx.HTTPError, expected: type[NodeError]) -> None:
     assert type(transport_error(exc)) is expected
+
+
+def test_the_status_of_a_refused_stream_is_unwrapped() -> None:
+    # A streaming endpoint that refuses before its first message: non-2xx, {"error": {...}}.
+    status = parse_error_body(
+        '{"error":{"code":2,"message":"self-payments not allowed","details":[]}}', 500
+    )
+    assert status == RpcStatus("self-payments not allowed", 2, 500)
+    assert type(node_error(status)) is InvalidNodeRequest
 
 
 def test_the_status_of_a_stream_error_line() -> None:

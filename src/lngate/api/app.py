@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from lngate import __version__
-from lngate.api import errors
+from lngate.api import errors, middleware
 from lngate.api.auth import Authenticator
 from lngate.api.deposit_routes import deposit_router
 from lngate.api.event_routes import event_router
@@ -22,6 +22,7 @@ from lngate.api.withdrawal_routes import withdrawal_router
 from lngate.bootstrap import Core
 from lngate.lightning.node import Node
 from lngate.services.withdrawals import WithdrawalService
+from lngate.store.users import Role
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,8 @@ def create_app(core: Core, node: Node, *, workers: Sequence[Worker] = ()) -> Fas
         lifespan=lifespan,
     )
     errors.install(app)
-    auth = Authenticator(core)
+    middleware.install(app, core.metrics, "public")
+    auth = Authenticator(core, frozenset({Role.USER, Role.MERCHANT}))
     app.state.core = core
     app.state.auth = auth
     app.include_router(user_router(core, auth))

@@ -19,6 +19,7 @@ from lngate.security.signing import (
     signatures_match,
 )
 from lngate.store import users
+from lngate.store.users import Role
 
 KEY_CACHE_TTL_S = 5.0  # a revoked key stops working within this long
 KEY_CACHE_MAX = 100_000
@@ -28,29 +29,34 @@ KEY_CACHE_MAX = 100_000
 class Caller:
     user_id: str
     api_key: str
+    role: Role
 
 
 class Authenticator:
-    def __init__(self, core: Core) -> None:
+    """Checks signatures for one listener; ``roles`` are the key roles it accepts (user and
+    merchant keys on the public listener, admin keys on the admin listener, never both)."""
+
+    def __init__(self, core: Core, roles: frozenset[Role]) -> None:
         self._core = core
+        self._roles = roles
         self._window_ms = core.config.receive_window_ms
         self.replays = ReplayGuard(self._window_ms)
-        self._keys: OrderedDict[str, tuple[float, str, str]] = OrderedDict()
+        self._keys: OrderedDict[str, tuple[float, str, str, Role]] = OrderedDict()
 
-    async def _secret_for(self, api_key: str) -> tuple[str, str]:
+    async def _secret_for(self, api_key: str) -> tuple[str, str, Role]:
         now = time.monotonic()
         cached = self._keys.get(api_key)
         if cached is not None and cached[0] > now:
-            return cached[1], cached[2]
+            return cached[1], cached[2], cached[3]
         found = await self._core.read(lambda tx: users.api_key(tx, api_key))
         if found is None:
             raise AuthError("unknown or revoked API key")
-        user_id, encrypted = found
+        user_id, encrypted, role = found
         secret = self._core.server_key.decrypt(encrypted, context=api_key.encode()).decode()
-        self._keys[api_key] = (now + KEY_CACHE_TTL_S, user_id, secret)
+        self._keys[api_key] = (now + KEY_CACHE_TTL_S, user_id, secret, role)
         if len(self._keys) > KEY_CACHE_MAX:
             self._keys.popitem(last=False)
-        return user_id, secret
+        return user_id, secret, role
 
     async def __call__(self, request: Request) -> Caller:
         headers = request.headers
@@ -66,7 +72,9 @@ class Authenticator:
         now_ms = int(time.time() * 1000)
         if abs(now_ms - int(timestamp)) > self._window_ms:
             raise AuthError("the request timestamp is outside the receive window")
-        user_id, secret = await self._secret_for(api_key)
+        user_id, secret, role = await self._secret_for(api_key)
+        if role not in self._roles:
+            raise AuthError("this key is not valid on this listener")
         body = await request.body()
         # Sign what was sent: the raw path (some servers include the query in raw_path).
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
@@ -78,4 +86,4 @@ class Authenticator:
             raise AuthError("bad signature")
         if not self.replays.first_use(expected, now_ms):
             raise AuthError("this signature was already used (replay)")
-        return Caller(user_id=user_id, api_key=api_key)
+        return Caller(user_id=user_id, api_key=api_key, role=role)

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lngate.api.responses import JsonResponse
 from lngate.domain import errors as e
+from lngate.domain.withdrawals import LimitExceeded, WithdrawalsHalted
 from lngate.lightning import errors as node_errors
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,8 @@ _STATUS: list[tuple[type[e.LngateError], int]] = [
     (e.NotFound, 404),
     (e.Conflict, 409),
     (e.InsufficientFunds, 422),
+    (WithdrawalsHalted, 423),
+    (LimitExceeded, 422),
     (e.RateLimited, 429),
     (e.LedgerRefused, 422),
     (node_errors.NodeUnreachable, 503),

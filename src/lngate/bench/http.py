@@ -150,7 +150,7 @@ def bench_http(
 
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "lngate.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "lngate.cli", "serve", "--port", str(port), "--admin-port", "0"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -28,11 +28,13 @@ Macaroons, baked on the exchange node with ``lncli bakemacaroon``
   entities, accepted on purpose: offchain:read also lists channels and payments
   (read only), and invoices:write also settles hold invoices given their preimage.
 - ``spending.macaroon``, held by the payment worker: `SPENDING_PERMISSIONS` =
-  ``info:read invoices:read invoices:write offchain:read offchain:write onchain:read
-  onchain:write peers:read peers:write``. It pays and tracks payments (router v2),
-  reads balances, sends on-chain (treasury sweeps), and connects peers and opens and
-  closes channels. It has no ``address``, ``macaroon``, ``signer`` or ``message``
-  rights.
+  ``address:read address:write info:read invoices:read invoices:write offchain:read
+  offchain:write onchain:read onchain:write peers:read peers:write``. It pays and
+  tracks payments (router v2), reads balances, sends on-chain (treasury sweeps),
+  derives addresses of its own wallet (``Node.new_address``: NewAddress needs
+  address:write; it moves nothing that onchain:write could not already move), and
+  connects peers and opens and closes channels. It has no ``macaroon``, ``signer`` or
+  ``message`` rights.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ NODE_NAMES = ("exchange", "alice", "bob")
 
 INVOICE_PERMISSIONS = ("info:read", "invoices:read", "invoices:write", "offchain:read")
 SPENDING_PERMISSIONS = (
+    "address:read",
+    "address:write",
     "info:read",
     "invoices:read",
     "invoices:write",

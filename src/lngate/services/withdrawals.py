@@ -25,7 +25,7 @@ from lngate.domain.withdrawals import WithdrawalStatus
 from lngate.lightning import errors as node_errors
 from lngate.lightning.bolt11 import decode_bolt11, invoice_network
 from lngate.lightning.node import DecodedInvoice, InvoiceState, Node, NodeInfo
-from lngate.services import lnurl, lnurl_client
+from lngate.services import halt, lnurl, lnurl_client
 from lngate.services.idempotent import replayed, run_once
 from lngate.services.withdrawal_settlement import (
     refuse_internal_op,
@@ -85,6 +85,7 @@ class WithdrawalService:
         previous = await self._core.read(lambda tx: replayed(tx, user_id, key, req_hash))
         if previous is not None:
             return previous
+        await self._core.read(_refuse_if_halted)  # early, before asking any LNURL service
         destination = await self._destination(bolt11, lightning_address, amount_msat)
         if destination.lightning_address is not None:
             amount_msat = None  # the resolved invoice states it
@@ -172,8 +173,10 @@ class WithdrawalService:
         user = users.user_by_id(tx, w.user_id)
         assert user is not None
         if user.status is UserStatus.FROZEN:
+            log.warning("withdrawal refused: user %s is frozen", w.user_id)
             raise AccountFrozen("this account is frozen")
         store.take_lock(tx, "withdrawal_limits")  # limits are a check-then-write: serialise
+        _refuse_if_halted(tx)
         if store.active_with_hash(tx, w.payment_hash) is not None:
             raise rules.DuplicatePaymentHash("this invoice is already paid or being paid")
         credit_account = self._system("node")
@@ -283,6 +286,12 @@ class WithdrawalService:
             "withdrawals": [withdrawal_json(w) for w in rows],
             "next_cursor": rows[-1].seq if more and rows else None,
         }
+
+
+def _refuse_if_halted(tx: Tx) -> None:
+    state = halt.halted(tx)
+    if state is not None:
+        raise rules.WithdrawalsHalted(f"withdrawals are halted: {state.get('reason')}")
 
 
 def _with_status(w: Withdrawal, status: WithdrawalStatus) -> Withdrawal:

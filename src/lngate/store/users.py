@@ -86,10 +86,11 @@ def insert_api_key(tx: Tx, key: str, user_id: str, secret_encrypted: bytes) -> N
     )
 
 
-def api_key(tx: Tx, key: str) -> tuple[str, bytes] | None:
-    """(user_id, encrypted secret) of a key that is not revoked."""
+def api_key(tx: Tx, key: str) -> tuple[str, bytes, Role] | None:
+    """(user_id, encrypted secret, role) of a key that is not revoked."""
     row = tx.one(
-        "SELECT user_id, secret_encrypted FROM api_keys WHERE key = :k AND revoked_at_ms IS NULL",
+        "SELECT k.user_id, k.secret_encrypted, u.role FROM api_keys k "
+        "JOIN users u ON u.id = k.user_id WHERE k.key = :k AND k.revoked_at_ms IS NULL",
         {"k": key},
     )
-    return None if row is None else (str(row[0]), bytes(row[1]))
+    return None if row is None else (str(row[0]), bytes(row[1]), Role(row[2]))

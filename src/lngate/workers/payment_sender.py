@@ -22,6 +22,7 @@ from lngate.domain.withdrawals import WithdrawalPolicy, WithdrawalStatus
 from lngate.lightning import errors as node_errors
 from lngate.lightning.bolt11 import decode_bolt11
 from lngate.lightning.node import Node, Payment, PaymentStatus
+from lngate.services import halt
 from lngate.services.withdrawal_settlement import fail_op, succeed_op
 from lngate.services.withdrawals import WithdrawalService
 from lngate.store import withdrawals as store
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 CLAIM_BATCH = 50
 TRACK_BATCH = 500
 MAX_SEND_ATTEMPTS = 10
+MIN_ROUND_S = 0.01
 # Refusals that happen before any HTLC leaves: the payment was never made.
 REFUSED_BEFORE_SENDING = (
     node_errors.NoRoute,
@@ -64,6 +66,7 @@ class PaymentWorker:
         self._track_every_s = track_every_s
         self._tracked_at: dict[str, float] = {}  # in-flight payments: ask the node at this pace
         self._internal = WithdrawalService(core, node)
+        self._outbound: tuple[float, int] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks: set[asyncio.Task[None]] = set()
@@ -74,6 +77,7 @@ class PaymentWorker:
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 await self._core.commits.wait(self._poll_s)
+                await asyncio.sleep(MIN_ROUND_S)  # commits by others must not spin this loop
         finally:
             for task in tasks:
                 task.cancel()
@@ -134,24 +138,52 @@ class PaymentWorker:
 
     async def _send(self, w: Withdrawal) -> None:
         crash_point("before_claim")
+        state = await self._core.read(halt.halted)
+        if state is not None:
+            await self._note(w, f"waiting: withdrawals are halted ({state.get('reason')})")
+            return
+        if w.amount_msat + w.fee_reserve_msat > await self._outbound_msat():
+            await self._note(w, "waiting: not enough outbound liquidity on the node")
+            return
+        totals = await self._core.read(lambda tx: store.sending_totals(tx, w.user_id))
+        if self._over_cap(w, *totals):
+            await self._note(w, "waiting: too many of your payments are in flight")
+            return
         if not await self._core.write(lambda tx: self._claim(tx, w)):
             return
+        self._outbound = None  # it just changed
         crash_point("after_sending_recorded")
         sending = await self._core.read(lambda tx: store.by_id(tx, w.id))
         assert sending is not None
         await self._pay(sending)
 
-    def _claim(self, tx: Tx, w: Withdrawal) -> bool:
-        """approved -> sending, unless the user already has too much in flight (hold-invoice
-        griefing: held HTLCs that never settle would lock up the node's liquidity)."""
-        store.take_lock(tx, "withdrawal_limits")
-        count, total_msat = store.sending_totals(tx, w.user_id)
+    async def _outbound_msat(self) -> int:
+        """What the node can send now (cached briefly: one balance call per second at most)."""
+        now = time.monotonic()
+        if self._outbound is None or now - self._outbound[0] > 1.0:
+            balances = await self._node.balances()
+            self._outbound = (now, balances.channel_local_msat)
+        return self._outbound[1]
+
+    def _over_cap(self, w: Withdrawal, count: int, total_msat: int) -> bool:
         policy = self._policy
-        if count >= policy.user_sending_max_count or (
+        return count >= policy.user_sending_max_count or (
             total_msat + w.amount_msat > policy.user_sending_max_msat
-        ):
-            store.set_note(tx, w.id, "waiting: too many of your payments are in flight")
+        )
+
+    async def _note(self, w: Withdrawal, note: str) -> None:
+        """Tell the user why it waits; written once, not on every round."""
+        if w.note != note:
+            await self._core.write(lambda tx: store.set_note(tx, w.id, note))
+
+    def _claim(self, tx: Tx, w: Withdrawal) -> bool:
+        """approved -> sending, unless halted meanwhile, or the user already has too much in
+        flight (hold-invoice griefing: held HTLCs would lock up the node's liquidity)."""
+        if halt.halted(tx) is not None:
             return False
+        store.take_lock(tx, "withdrawal_limits")
+        if self._over_cap(w, *store.sending_totals(tx, w.user_id)):
+            return False  # checked again here: another worker may have claimed meanwhile
         return store.move(tx, w.id, WithdrawalStatus.APPROVED, WithdrawalStatus.SENDING, note="")
 
     async def _pay(self, w: Withdrawal) -> None:
@@ -174,6 +206,10 @@ class PaymentWorker:
         crash_point("after_node_answered")
         await self._apply(w, payment)
 
+    def _observe(self, w: Withdrawal, status: str) -> None:
+        latency_s = max(0.0, time.time() - w.created_at_ms / 1000)
+        self._core.metrics.withdrawal_latency.labels(status).observe(latency_s)
+
     async def _resolve(self, w: Withdrawal, refused: str | None = None) -> None:
         """Ask the node what became of the payment, and act on that only."""
         payment = await self._node.track_payment(bytes.fromhex(w.payment_hash))
@@ -195,12 +231,13 @@ class PaymentWorker:
     async def _apply(self, w: Withdrawal, payment: Payment) -> None:
         if payment.status is PaymentStatus.SUCCEEDED:
             assert payment.preimage is not None
-            await self._core.write(
-                succeed_op(w, payment.fee_msat, payment.preimage, self._core.system_accounts)
-            )
+            op = succeed_op(w, payment.fee_msat, payment.preimage, self._core.system_accounts)
+            if await self._core.write(op):
+                self._observe(w, "succeeded")
         elif payment.status is PaymentStatus.FAILED:
             reason = payment.failure_reason.value if payment.failure_reason else "failed"
-            await self._core.write(fail_op(w, f"payment failed: {reason}"))
+            if await self._core.write(fail_op(w, f"payment failed: {reason}")):
+                self._observe(w, "failed")
         elif payment.status is PaymentStatus.UNKNOWN:
             await self._resolve(w)
         # IN_FLIGHT: the hold stays; the next round asks again.

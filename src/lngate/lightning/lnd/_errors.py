@@ -67,7 +67,11 @@ class RpcStatus:
 
     @classmethod
     def from_body(cls, body: object, http_status: int | None) -> RpcStatus:
-        """Reads ``{"code", "message"}`` (unary) or the inner object of a stream's ``error``."""
+        """Reads ``{"code", "message"}`` (unary) or a stream's ``{"error": {...}}``: a streaming
+        endpoint that refuses a call before its first message (``/v2/router/send`` with a
+        self-payment, a paid hash, a refused macaroon) answers non-2xx with that wrapped form."""
+        if isinstance(body, Mapping) and isinstance(body.get("error"), Mapping):
+            body = body["error"]
         if not isinstance(body, Mapping):
             return cls(message=_clip(str(body)), http_status=http_status)
         code = body.get("code")
@@ -86,6 +90,17 @@ class LndRpcError(Exception):
         super().__init__(f"LND error {status.grpc_code}/{status.http_status}: {status.message}")
         self.status = status
 
+
+# rpcperms/interceptor.go and server.go: LND's answers while it starts or stops. An lnd that
+# restarts goes through all of them (--noseedbackup or not: the wallet is locked for a moment).
+_STARTING_OR_STOPPING = (
+    "waiting to start, rpc services not available",
+    "wallet locked, unlock it to enable full rpc access",
+    "the rpc server is in the process of starting up",
+    "server is still in the process of starting",
+    "server is shutting down",
+    "server exiting",
+)
 
 # Ordered: the first rule whose pattern occurs in the (lowercased) message wins. The strings are
 # LND's own error texts (payments db, routing, invoices registry, wallet, zpay32, macaroons).
@@ -129,6 +144,25 @@ _MESSAGE_RULES: tuple[tuple[tuple[str, ...], type[NodeError]], ...] = (
             "string not all lowercase or all uppercase",
         ),
         InvalidInvoice,
+    ),
+    (
+        (
+            # routerrpc's checks of a SendPaymentV2 request (code 2, HTTP 500).
+            "self-payments not allowed",
+            "amount must be specified when paying a zero amount invoice",
+            "amount must not be specified when paying a non-zero amount invoice",
+            # SendCoins to an address of another network, or not an address at all.
+            "is not valid for this network",
+            "decoded address is of unknown format",
+            "unknown address type",
+        ),
+        InvalidNodeRequest,
+    ),
+    (
+        # LND starting up (or going down) refuses every call before running it (code 2, HTTP
+        # 500): nothing happened, as when the connection is refused.
+        _STARTING_OR_STOPPING,
+        NodeUnreachable,
     ),
 )
 
@@ -195,7 +229,14 @@ def is_transient(status: RpcStatus) -> bool:
     lowered = status.message.lower()
     return any(
         hint in lowered
-        for hint in ("shutting down", "starting", "not yet ready", "not available", "eof")
+        for hint in (
+            *_STARTING_OR_STOPPING,
+            "shutting down",
+            "starting",
+            "not yet ready",
+            "not available",
+            "eof",
+        )
     )
 
 

@@ -343,13 +343,14 @@ def _amount_msat(obj: Json, key: str) -> int:
 
 def map_balances(wallet: Json, channels: Json) -> Balances:
     """WalletBalanceResponse and ChannelBalanceResponse. Outgoing HTLCs in flight are the
-    channels' ``unsettled_local_balance``."""
+    channels' ``unsettled_remote_balance``: LND sums outgoing HTLCs there and incoming ones in
+    ``unsettled_local_balance`` (rpcserver.go ChannelBalance; checked on lnd 0.21)."""
     return Balances(
         onchain_confirmed_sat=as_int(wallet, "confirmed_balance"),
         onchain_unconfirmed_sat=as_int(wallet, "unconfirmed_balance"),
         channel_local_msat=_amount_msat(channels, "local_balance"),
         channel_remote_msat=_amount_msat(channels, "remote_balance"),
-        pending_htlcs_msat=_amount_msat(channels, "unsettled_local_balance"),
+        pending_htlcs_msat=_amount_msat(channels, "unsettled_remote_balance"),
         channel_pending_open_local_msat=_amount_msat(channels, "pending_open_local_balance"),
     )
 

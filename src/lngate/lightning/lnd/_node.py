@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from lngate.lightning.errors import InvalidInvoice, InvalidNodeRequest, NodeTimeout
+from lngate.lightning.errors import (
+    InsufficientBalance,
+    InvalidInvoice,
+    InvalidNodeRequest,
+    NodeTimeout,
+    NoRoute,
+)
 from lngate.lightning.lnd._client import LndClient
 from lngate.lightning.lnd._errors import GrpcCode, LndRpcError, node_errors
 from lngate.lightning.lnd._mapping import (
@@ -34,6 +40,7 @@ from lngate.lightning.node import (
     Balances,
     Channel,
     DecodedInvoice,
+    FailureReason,
     Invoice,
     Node,
     NodeInfo,
@@ -42,6 +49,7 @@ from lngate.lightning.node import (
     PaymentStatus,
 )
 
+_LND_PAYMENT_TIMEOUT_S = 60  # LND's path-finding bound when the caller does not wait
 _BOLT11_CHARS_MAX = 8192  # far above any real invoice; it goes into a URL path
 _PUBKEY_BYTES = 33
 _HASH_BYTES = 32
@@ -113,12 +121,14 @@ class LndNode:
         description_hash: bytes | None = None,
         expiry_s: int = 3600,
     ) -> Invoice:
+        # Refused as LND itself would refuse them (the port's InvalidNodeRequest), without a
+        # round trip: LND would turn a negative value_msat into an absurd uint64.
         if amount_msat is not None and amount_msat <= 0:
-            raise ValueError("amount_msat must be positive or None")
+            raise InvalidNodeRequest("amount_msat must be positive or None")
         if description_hash is not None and len(description_hash) != _HASH_BYTES:
-            raise ValueError("description_hash must be 32 bytes")
+            raise InvalidNodeRequest("description_hash must be 32 bytes")
         if expiry_s <= 0:
-            raise ValueError("expiry_s must be positive")
+            raise InvalidNodeRequest("expiry_s must be positive")
         body: dict[str, str] = {"expiry": str(expiry_s)}
         if amount_msat is not None:
             body["value_msat"] = str(amount_msat)
@@ -176,19 +186,26 @@ class LndNode:
         timeout_s: int = 60,
     ) -> Payment:
         """Sends with ``POST /v2/router/send`` and returns the first final status, or IN_FLIGHT
-        once ``timeout_s`` passes. Leaving the stream does not stop the payment: LND only
-        cancels a payment on disconnect when asked to (``cancelable``), which we never do."""
-        if fee_limit_msat < 0 or timeout_s <= 0:
-            raise ValueError("fee_limit_msat must not be negative and timeout_s must be positive")
+        once ``timeout_s`` passes (0: as soon as LND has taken the payment). Leaving the stream
+        does not stop the payment: LND only cancels a payment on disconnect when asked to
+        (``cancelable``), which we never do.
+
+        A payment LND fails before any HTLC went out raises what the port's callers expect of a
+        refusal (``NoRoute``, ``InsufficientBalance``); one that failed after HTLCs is FAILED."""
+        if timeout_s < 0:
+            raise ValueError("timeout_s must not be negative")
+        if fee_limit_msat < 0:
+            raise InvalidNodeRequest("fee_limit_msat must not be negative")
         if amount_msat is not None and amount_msat <= 0:
-            raise ValueError("amount_msat must be positive or None")
+            raise InvalidNodeRequest("amount_msat must be positive or None")
         # Decoding first gives the payment hash for an answer that LND may never send.
         decoded = await self.decode(bolt11)
         body: dict[str, Any] = {
             "payment_request": bolt11,
             "fee_limit_msat": str(fee_limit_msat),
             # Bounds LND's path finding before the first HTLC; HTLCs out are never aborted.
-            "timeout_seconds": timeout_s,
+            # 0 would mean no bound at all in LND, not "answer at once".
+            "timeout_seconds": timeout_s or _LND_PAYMENT_TIMEOUT_S,
         }
         if amount_msat is not None:
             body["amt_msat"] = str(amount_msat)
@@ -205,16 +222,32 @@ class LndNode:
     async def _follow(
         self, updates: AsyncGenerator[Any, None], in_flight: Payment, timeout_s: float
     ) -> Payment:
-        """The first final status of a payment stream, else the latest IN_FLIGHT one."""
+        """The first final status of a payment stream, else the latest IN_FLIGHT one.
+
+        LND sends its first update once the payment is in its payments database, so that one is
+        awaited however short ``timeout_s`` is (bounded by the request timeout): an IN_FLIGHT
+        answer then means LND has the payment, and ``track_payment`` finds it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
         latest: Payment | None = None
         try:
-            async with asyncio.timeout(timeout_s), aclosing(updates) as stream:
-                async for update in stream:
+            async with aclosing(updates) as stream:
+                iterator = aiter(stream)
+                while True:
+                    remaining = deadline - loop.time()
+                    if latest is not None and remaining <= 0:
+                        break  # our own bound: the payment goes on and the caller tracks it
+                    wait_s = remaining if latest is not None else max(remaining, self._timeout_s)
+                    try:
+                        async with asyncio.timeout(wait_s):
+                            update = await anext(iterator)
+                    except (StopAsyncIteration, TimeoutError):
+                        break
                     latest = _same_hash(map_payment(update), in_flight.payment_hash)
+                    if latest.status is PaymentStatus.FAILED:
+                        _raise_if_refused(update, latest)
                     if latest.status is not PaymentStatus.IN_FLIGHT:
                         return latest
-        except TimeoutError:
-            pass  # our own bound: the payment goes on and the caller tracks it
         except (LndRpcError, httpx.TransportError):
             if latest is None:
                 raise  # LND refused before it started anything
@@ -322,6 +355,19 @@ def _pubkey(pubkey_hex: str) -> bytes:
     if len(pubkey) != _PUBKEY_BYTES:
         raise InvalidNodeRequest(f"not a node public key: {pubkey_hex[:80]!r}")
     return pubkey
+
+
+def _raise_if_refused(update: Any, failed: Payment) -> None:
+    """LND records a payment it could not even start (no route, not enough outbound balance)
+    as FAILED without HTLCs; the port reports that as the refusal it is. Nothing went out, and
+    like any FAILED payment the hash may be paid again."""
+    if as_list(update, "htlcs"):
+        return
+    text = f"LND: payment {failed.payment_hash.hex()} failed before any HTLC went out"
+    if failed.failure_reason is FailureReason.NO_ROUTE:
+        raise NoRoute(f"{text}: no route")
+    if failed.failure_reason is FailureReason.INSUFFICIENT_BALANCE:
+        raise InsufficientBalance(f"{text}: insufficient local balance")
 
 
 def _never_initiated(exc: LndRpcError) -> bool:

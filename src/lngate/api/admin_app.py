@@ -1,0 +1,150 @@
+"""The admin API: its own listener (127.0.0.1:8001 by default), admin keys only, never mounted
+on the public listener. Every action that changes something is audited."""
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+
+from lngate import __version__
+from lngate.api import errors, middleware
+from lngate.api.auth import Authenticator, Caller
+from lngate.api.responses import JsonResponse
+from lngate.bootstrap import Core
+from lngate.domain.errors import NotFound
+from lngate.domain.withdrawals import WithdrawalStatus
+from lngate.lightning.node import Node
+from lngate.services import admin, halt, solvency, withdrawals
+from lngate.services.withdrawal_settlement import withdrawal_json
+from lngate.store import system_state
+from lngate.store import withdrawals as withdrawal_store
+from lngate.store.users import Role
+
+
+class Reason(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=1000)
+
+
+class Resume(Reason):
+    acknowledge_shortfall_msat: int | None = Field(
+        default=None, ge=0, description="a shortfall you have investigated and accept"
+    )
+
+
+def create_admin_app(core: Core, node: Node) -> FastAPI:
+    app = FastAPI(
+        title="lngate admin",
+        version=__version__,
+        description="Operator API. Signed with admin keys (`lngate admin key create NAME`).",
+        default_response_class=JsonResponse,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    errors.install(app)
+    middleware.install(app, core.metrics, "admin")
+    core.metrics.watch_books(core)
+    auth = Authenticator(core, frozenset({Role.ADMIN}))
+    app.include_router(_router(core, node, auth))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        body = await core.read(lambda _tx: generate_latest(core.metrics.registry))
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _actor(caller: Caller) -> str:
+    return f"admin:{caller.user_id}"
+
+
+def _router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
+    r = APIRouter(prefix="/admin/v1", tags=["admin"])
+    Admin = Annotated[Caller, Depends(auth)]
+
+    @r.get("/withdrawals")
+    async def list_withdrawals(
+        _: Admin,
+        status: Annotated[WithdrawalStatus, Query()] = WithdrawalStatus.REVIEW,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> Any:
+        rows = await core.read(lambda tx: withdrawal_store.with_status(tx, status, limit))
+        return JsonResponse([withdrawal_json(w) for w in rows])
+
+    @r.post("/withdrawals/{withdrawal_id}/approve")
+    async def approve(withdrawal_id: str, body: Reason, caller: Admin) -> Any:
+        done = await core.write(withdrawals.approve_op(withdrawal_id, _actor(caller), body.reason))
+        if done is None:
+            raise NotFound("no withdrawal with that id is waiting for review")
+        return JsonResponse(done)
+
+    @r.post("/withdrawals/{withdrawal_id}/reject")
+    async def reject(withdrawal_id: str, body: Reason, caller: Admin) -> Any:
+        done = await core.write(
+            withdrawals.reject_with_audit_op(withdrawal_id, _actor(caller), body.reason)
+        )
+        if done is None:
+            raise NotFound("no withdrawal with that id is waiting for review")
+        return JsonResponse(done)
+
+    @r.post("/halt")
+    async def halt_withdrawals(body: Reason, caller: Admin) -> Any:
+        changed = await core.write(
+            lambda tx: halt.halt(tx, reason=body.reason, actor=_actor(caller))
+        )
+        return JsonResponse({"halted": True, "changed": changed})
+
+    @r.post("/resume")
+    async def resume_withdrawals(body: Resume, caller: Admin) -> Any:
+        changed = await core.write(
+            lambda tx: halt.resume(
+                tx,
+                reason=body.reason,
+                actor=_actor(caller),
+                acknowledge_shortfall_msat=body.acknowledge_shortfall_msat,
+            )
+        )
+        return JsonResponse({"halted": False, "changed": changed})
+
+    @r.get("/status")
+    async def status(_: Admin) -> Any:
+        return JsonResponse({"withdrawals_halted": await core.read(halt.halted)})
+
+    @r.get("/reconciliation")
+    async def reports(_: Admin, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> Any:
+        return JsonResponse(await core.read(lambda tx: system_state.reports(tx, limit)))
+
+    @r.post("/reconciliation")
+    async def reconcile_now(caller: Admin) -> Any:
+        return JsonResponse(await solvency.reconcile(core, node, actor=_actor(caller)))
+
+    @r.get("/users/{username}")
+    async def get_user(username: str, _: Admin) -> Any:
+        return JsonResponse(
+            await core.read(lambda tx: admin.user_view(tx, username, core.config.public_host))
+        )
+
+    @r.post("/users/{username}/freeze")
+    async def freeze(username: str, body: Reason, caller: Admin) -> Any:
+        op = admin.set_frozen_op(username, True, reason=body.reason, actor=_actor(caller))
+        return JsonResponse({"frozen": True, "changed": await core.write(op)})
+
+    @r.post("/users/{username}/unfreeze")
+    async def unfreeze(username: str, body: Reason, caller: Admin) -> Any:
+        op = admin.set_frozen_op(username, False, reason=body.reason, actor=_actor(caller))
+        return JsonResponse({"frozen": False, "changed": await core.write(op)})
+
+    @r.get("/audit")
+    async def audit_log(
+        _: Admin,
+        after: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=admin.AUDIT_PAGE_MAX)] = 100,
+    ) -> Any:
+        return JsonResponse(
+            await core.read(lambda tx: admin.audit_page(tx, after=after, limit=limit))
+        )
+
+    return r

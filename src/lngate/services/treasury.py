@@ -1,0 +1,298 @@
+"""Treasury use cases: import cold addresses, record sweeps, open channels whose cooperative
+close can only pay cold storage, and report the hot float.
+
+Ledger signs (checked against services/deposits.py and services/withdrawal_settlement.py):
+``TransferSpec(id, debit, credit, amount)``; node and cold are asset accounts, so a debit
+raises them and a credit lowers them (a deposit debits node and credits the user; a payout
+credits node). A sweep of ``amount_sat`` with ``fee_sat`` is therefore::
+
+    sweep:<txid>      debit cold                 credit node   amount_sat * 1000
+    sweep:<txid>:fee  debit onchain_fee_expense  credit node   fee_sat * 1000
+
+Both ids derive from the txid, so recording a sweep twice moves nothing the second time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from lngate.bootstrap import Core
+from lngate.domain.ledger import AccountKind, TransferResult, TransferSpec
+from lngate.domain.treasury import ColdPurpose, NoColdAddress, sweep_amount_sat
+from lngate.lightning.node import Channel, Network, Node
+from lngate.services.cold_addresses import COUNT_DEFAULT, check_address, parse_cold_import
+from lngate.store import treasury as store
+from lngate.store.db import Tx
+from lngate.store.ledger import apply_transfer, get_account
+from lngate.store.treasury import ColdAddress, ColdCounts
+
+MSAT_PER_SAT = 1000
+LIST_MAX = 10_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class ColdImportResult:
+    kind: str  # "addresses" or "descriptor"
+    source: str
+    imported: int
+    already_known: int
+    first_address: str
+    last_address: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "source": self.source,
+            "imported": self.imported,
+            "already_known": self.already_known,
+            "first_address": self.first_address,
+            "last_address": self.last_address,
+        }
+
+
+async def import_cold(
+    core: Core,
+    text: str,
+    network: Network,
+    *,
+    count: int = COUNT_DEFAULT,
+    source_name: str = "list",
+) -> ColdImportResult:
+    """Validate every address (or derive ``count`` from an xpub/descriptor) and store them in
+    one transaction: a bad line stores nothing. Addresses already known are left as they are."""
+    parsed = parse_cold_import(text, network, count=count, source_name=source_name)
+    rows = parsed.addresses
+
+    def op(tx: Tx) -> int:
+        return store.insert_new(tx, rows, now_ms())
+
+    imported = await core.write(op)
+    return ColdImportResult(
+        kind=parsed.kind,
+        source=parsed.source,
+        imported=imported,
+        already_known=len(rows) - imported,
+        first_address=rows[0].address,
+        last_address=rows[-1].address,
+    )
+
+
+def allocate_op(purpose: ColdPurpose) -> Callable[[Tx], ColdAddress]:
+    """Hand out the next free cold address, once and for good."""
+
+    def op(tx: Tx) -> ColdAddress:
+        store.lock(tx)
+        address = store.allocate(tx, purpose, now_ms())
+        if address is None:
+            raise NoColdAddress("no free cold address is left: import more (lngate cold import)")
+        return address
+
+    return op
+
+
+def require_cold(tx: Tx, address: str, purpose: ColdPurpose, network: Network) -> ColdAddress:
+    """The guard before any coins move to ``address``: it must be one of our cold addresses,
+    handed out for ``purpose``, valid for the node's network, and not used yet.
+
+    A violation is a bug, never an operating error: it raises AssertionError even under -O.
+    """
+    row = store.by_address(tx, address)
+    ok = (
+        row is not None
+        and row.purpose is purpose
+        and row.used_at_ms is None
+        and row.network == network.value
+        and check_address(address, network) == address
+    )
+    if not ok or row is None:
+        raise AssertionError(f"refusing to send to {address}: not a fresh cold {purpose} address")
+    return row
+
+
+def record_sweep_op(
+    address: str, txid: str, amount_sat: int, fee_sat: int, accounts: dict[str, int]
+) -> Callable[[Tx], bool]:
+    """Book a sweep found on chain: the sweep row, the address used, and the ledger transfers,
+    in one transaction. Idempotent by txid; returns whether this call recorded it."""
+    assert amount_sat > 0 and fee_sat >= 0, (amount_sat, fee_sat)
+    node = accounts[AccountKind.NODE.value]
+    cold = accounts[AccountKind.COLD.value]
+    fee_expense = accounts[AccountKind.ONCHAIN_FEE_EXPENSE.value]
+
+    def op(tx: Tx) -> bool:
+        row = store.by_address(tx, address)
+        assert row is not None and row.purpose is ColdPurpose.SWEEP, f"{address} is no sweep"
+        at_ms = now_ms()
+        recorded = store.insert_sweep(tx, txid, address, amount_sat, fee_sat, at_ms)
+        store.mark_used(tx, address, txid, amount_sat, at_ms)  # the first sweep to it, if twice
+        # node -> cold: debit cold (asset up), credit node (asset down).
+        moves = [(f"sweep:{txid}", cold, amount_sat, "sweep")]
+        if fee_sat:  # node -> on-chain fee expense: debit the expense, credit node.
+            moves.append((f"sweep:{txid}:fee", fee_expense, fee_sat, "onchain_fee"))
+        for transfer_id, debit, sat, kind in moves:
+            spec = TransferSpec(transfer_id, debit, node, sat * MSAT_PER_SAT, kind=kind, memo=txid)
+            result = apply_transfer(tx, spec)
+            assert result in (TransferResult.OK, TransferResult.EXISTS), (transfer_id, result)
+        return recorded
+
+    return op
+
+
+# -- channels -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOpened:
+    channel_point: str
+    peer: str
+    amount_sat: int
+    push_sat: int
+    close_address: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "channel_point": self.channel_point,
+            "peer": self.peer,
+            "amount_sat": self.amount_sat,
+            "push_sat": self.push_sat,
+            "close_address": self.close_address,
+        }
+
+
+async def open_channel_to_cold(
+    core: Core, node: Node, peer: str, amount_sat: int, *, push_sat: int = 0
+) -> ChannelOpened:
+    """Open a channel whose upfront shutdown address (BOLT 2 ``option_upfront_shutdown_script``)
+    is a fresh cold address, so a cooperative close can only pay cold storage.
+
+    The address is handed out (committed) before the node is asked; if the open fails it stays
+    handed out and unused: a cold address is never handed out twice."""
+    if amount_sat <= 0 or not 0 <= push_sat < amount_sat:
+        raise ValueError("need amount_sat > 0 and 0 <= push_sat < amount_sat")
+    network = (await node.get_info()).network
+    cold = await core.write(allocate_op(ColdPurpose.CHANNEL_CLOSE))
+    await core.read(lambda tx: require_cold(tx, cold.address, ColdPurpose.CHANNEL_CLOSE, network))
+    point = await node.open_channel(peer, amount_sat, push_sat=push_sat, close_address=cold.address)
+    at_ms = now_ms()
+    await core.write(lambda tx: store.mark_channel(tx, cold.address, point, amount_sat, at_ms))
+    return ChannelOpened(point, peer, amount_sat, push_sat, cold.address)
+
+
+async def list_channels(core: Core, node: Node) -> list[dict[str, Any]]:
+    channels = await node.list_channels()
+    cold = await core.read(lambda tx: _cold_set(tx, [c.close_address for c in channels]))
+    return [channel_json(c, c.close_address in cold) for c in channels]
+
+
+def _cold_set(tx: Tx, addresses: list[str | None]) -> set[str]:
+    return {a for a in addresses if a and store.by_address(tx, a) is not None}
+
+
+def channel_json(channel: Channel, close_address_is_cold: bool) -> dict[str, Any]:
+    return {
+        "channel_point": channel.channel_id,
+        "peer_pubkey": channel.peer_pubkey,
+        "active": channel.active,
+        "capacity_sat": channel.capacity_sat,
+        "local_balance_msat": channel.local_balance_msat,
+        "remote_balance_msat": channel.remote_balance_msat,
+        "close_address": channel.close_address,
+        "close_address_is_cold": close_address_is_cold,
+    }
+
+
+# -- status -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TreasuryStatus:
+    onchain_confirmed_sat: int
+    onchain_unconfirmed_sat: int
+    channel_local_msat: int
+    channel_remote_msat: int
+    pending_htlcs_msat: int
+    cold_ledger_balance_msat: int
+    cold_addresses: ColdCounts
+    pending_sweep_address: str | None
+    sweeps: store.SweepTotals
+    hot_onchain_cap_sat: int
+    hot_channel_target_sat: int
+    would_sweep_sat: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "onchain": {
+                "confirmed_sat": self.onchain_confirmed_sat,
+                "unconfirmed_sat": self.onchain_unconfirmed_sat,
+                "cap_sat": self.hot_onchain_cap_sat,
+                "would_sweep_sat": self.would_sweep_sat,
+            },
+            "channels": {
+                "local_msat": self.channel_local_msat,
+                "remote_msat": self.channel_remote_msat,
+                "pending_htlcs_msat": self.pending_htlcs_msat,
+                "target_local_sat": self.hot_channel_target_sat,
+            },
+            "cold": {
+                "ledger_balance_msat": self.cold_ledger_balance_msat,
+                "addresses_free": self.cold_addresses.free,
+                "addresses_pending": self.cold_addresses.pending,
+                "addresses_used": self.cold_addresses.used,
+                "pending_sweep_address": self.pending_sweep_address,
+                "sweeps": self.sweeps.count,
+                "swept_sat": self.sweeps.amount_sat,
+                "sweep_fees_sat": self.sweeps.fee_sat,
+            },
+        }
+
+
+async def treasury_status(core: Core, node: Node) -> TreasuryStatus:
+    balances = await node.balances()
+    policy = core.config.treasury
+    cold_account = core.system_accounts[AccountKind.COLD.value]
+
+    def read(tx: Tx) -> tuple[int, ColdCounts, ColdAddress | None, store.SweepTotals]:
+        account = get_account(tx, cold_account)
+        assert account is not None
+        # An asset: what was debited to it less what was credited.
+        balance_msat = account.balance.debits_posted_msat - account.balance.credits_posted_msat
+        return balance_msat, store.counts(tx), store.pending_sweep(tx), store.sweep_totals(tx)
+
+    cold_msat, counts, pending, sweeps = await core.read(read)
+    return TreasuryStatus(
+        onchain_confirmed_sat=balances.onchain_confirmed_sat,
+        onchain_unconfirmed_sat=balances.onchain_unconfirmed_sat,
+        channel_local_msat=balances.channel_local_msat,
+        channel_remote_msat=balances.channel_remote_msat,
+        pending_htlcs_msat=balances.pending_htlcs_msat,
+        cold_ledger_balance_msat=cold_msat,
+        cold_addresses=counts,
+        pending_sweep_address=pending.address if pending else None,
+        sweeps=sweeps,
+        hot_onchain_cap_sat=policy.hot_onchain_cap_sat,
+        hot_channel_target_sat=policy.hot_channel_target_sat,
+        would_sweep_sat=sweep_amount_sat(balances.onchain_confirmed_sat, policy),
+    )
+
+
+async def cold_address_list(core: Core, *, limit: int = LIST_MAX) -> list[dict[str, Any]]:
+    rows = await core.read(lambda tx: store.all_addresses(tx, limit=min(limit, LIST_MAX)))
+    return [
+        {
+            "address": r.address,
+            "source_index": r.source_index,
+            "purpose": r.purpose.value if r.purpose else None,
+            "used": r.used_at_ms is not None,
+            "txid": r.txid,
+            "amount_sat": r.amount_sat,
+            "channel_point": r.channel_point,
+        }
+        for r in rows
+    ]

@@ -1,0 +1,144 @@
+"""Treasury commands: ``lngate cold ...``, ``lngate treasury ...``, ``lngate channels ...``.
+
+Mounted by ``lngate.cli``; the global ``--data-dir``/``--config`` reach these commands through the
+environment, as for every other command (``lngate.cli.config_from_env``, imported lazily: that
+module imports this one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from lngate.bootstrap import Core
+from lngate.domain.errors import LngateError
+from lngate.lightning.node import Node
+
+T = TypeVar("T")
+
+cold_app = typer.Typer(help="Cold storage: watch-only addresses, no key.", no_args_is_help=True)
+treasury_app = typer.Typer(help="The hot float: status and sweeps to cold.", no_args_is_help=True)
+channels_app = typer.Typer(help="Channels, opened with a cold close address.", no_args_is_help=True)
+
+
+def _print_json(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2))
+
+
+def _run(action: Callable[[Core, Node], Awaitable[T]], *, spending: bool) -> T:
+    """Open the core (with its writer) and a node, run ``action``, close both; a refusal is
+    printed as ``{"error": ...}`` with exit code 2."""
+    from lngate.bootstrap import open_core, open_node
+    from lngate.cli import config_from_env
+
+    core = open_core(config_from_env())
+    core.start_writer()
+
+    async def main() -> T:
+        node = open_node(core.config, spending=spending)
+        try:
+            return await action(core, node)
+        finally:
+            await node.close()
+
+    try:
+        return asyncio.run(main())
+    except LngateError as exc:
+        error = {"error": {"code": exc.code, "message": exc.message}}
+        typer.echo(json.dumps(error), err=True)
+        raise typer.Exit(2) from None
+    finally:
+        core.close()
+
+
+@cold_app.command("import")
+def cold_import(
+    file: Annotated[Path, typer.Argument(help="addresses one a line, or one xpub/descriptor")],
+    count: Annotated[int, typer.Option(help="addresses to derive from an xpub/descriptor")] = 100,
+) -> None:
+    """Import cold addresses, checked for the node's network; one bad line imports nothing."""
+    from lngate.services.treasury import import_cold
+
+    text = file.read_text(encoding="utf-8")
+
+    async def action(core: Core, node: Node) -> dict[str, Any]:
+        network = (await node.get_info()).network
+        result = await import_cold(core, text, network, count=count, source_name=file.name)
+        return {"network": network.value, **result.as_json()}
+
+    _print_json(_run(action, spending=False))
+
+
+@cold_app.command("list")
+def cold_list(
+    limit: Annotated[int, typer.Option(help="at most this many")] = 1000,
+) -> None:
+    """The cold addresses, in hand-out order, with what used them."""
+    from lngate.services.treasury import cold_address_list
+
+    async def action(core: Core, node: Node) -> list[dict[str, Any]]:
+        return await cold_address_list(core, limit=limit)
+
+    _print_json(_run(action, spending=False))
+
+
+@treasury_app.command("status")
+def treasury_status() -> None:
+    """On-chain and channel balances, cold totals, the cap and what would be swept now."""
+    from lngate.services.treasury import treasury_status as status
+
+    async def action(core: Core, node: Node) -> dict[str, Any]:
+        return (await status(core, node)).as_json()
+
+    # Wallet balances need onchain:read, which the invoice-only credential lacks.
+    _print_json(_run(action, spending=True))
+
+
+@treasury_app.command("sweep")
+def treasury_sweep() -> None:
+    """Run one sweep now (what the treasury worker does every interval)."""
+    from lngate.workers.treasury import TreasuryWorker
+
+    async def action(core: Core, node: Node) -> dict[str, Any]:
+        result = await TreasuryWorker(core, node).sweep_once()
+        if result is None:
+            return {"swept": False}
+        return {
+            "swept": True,
+            "txid": result.txid,
+            "address": result.address,
+            "amount_sat": result.amount_sat,
+            "fee_sat": result.fee_sat,
+            "recovered": result.recovered,
+        }
+
+    _print_json(_run(action, spending=True))
+
+
+@channels_app.command("open")
+def channels_open(
+    peer: Annotated[str, typer.Argument(help="pubkey, or pubkey@host:port, or a simnet name")],
+    amount_sat: int,
+    push_sat: Annotated[int, typer.Option(help="give the peer this much at open")] = 0,
+) -> None:
+    """Open a channel whose cooperative close can only pay a fresh cold address."""
+    from lngate.services.treasury import open_channel_to_cold
+
+    async def action(core: Core, node: Node) -> dict[str, Any]:
+        opened = await open_channel_to_cold(core, node, peer, amount_sat, push_sat=push_sat)
+        return opened.as_json()
+
+    _print_json(_run(action, spending=True))
+
+
+@channels_app.command("list")
+def channels_list() -> None:
+    """Channels with capacity, local and remote balance, and close address."""
+    from lngate.services.treasury import list_channels
+
+    _print_json(_run(list_channels, spending=False))

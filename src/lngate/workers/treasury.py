@@ -1,0 +1,184 @@
+"""The treasury worker: sweeps confirmed on-chain funds above the hot cap to cold storage.
+
+Crash safety, in the order of the steps:
+
+1. The sweep address is handed out and committed before anything is sent, with this worker's
+   claim on it. While it is *pending* (handed out, no sweep recorded), no other address is
+   handed out for sweeping, so at most one sweep is ever in progress.
+2. Every run first asks the node for transactions paying the pending address: a sweep sent
+   before a crash (or an error) is found and recorded, never sent again.
+3. Only when the node knows no such transaction is the pending address sent to: the guard
+   ``require_cold`` is checked right before ``send_onchain``.
+4. The sweep is recorded (sweep row, address used, ledger transfers) in one transaction whose
+   ids derive from the txid, so recording twice moves nothing.
+
+Several workers (processes) may run: a claim older than ``lease_s`` may be taken over (its worker
+is presumed dead); a younger one belongs to its worker and the others leave it alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from lngate.bootstrap import Core
+from lngate.domain.errors import NodeError
+from lngate.domain.treasury import ColdPurpose, NoColdAddress, sweep_amount_sat
+from lngate.lightning.node import Network, Node, OnchainTx
+from lngate.services.treasury import now_ms, record_sweep_op, require_cold
+from lngate.store import treasury as store
+from lngate.store.db import Tx
+from lngate.store.treasury import ColdAddress
+from lngate.workers.crashpoints import crash_point
+
+log = logging.getLogger(__name__)
+
+LEASE_S_DEFAULT = 600.0
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    txid: str
+    address: str
+    amount_sat: int
+    fee_sat: int
+    recovered: bool  # found on chain after a crash or an error, not sent by this run
+
+
+class _Claim(enum.Enum):
+    NONE = "none"  # no sweep is pending
+    BUSY = "busy"  # another live worker is sending one
+
+
+def claim_pending_op(token: str, lease_ms: int) -> Callable[[Tx], ColdAddress | _Claim]:
+    """The pending sweep address, claimed for this worker; or why there is none to take."""
+
+    def op(tx: Tx) -> ColdAddress | _Claim:
+        store.lock(tx)
+        pending = store.pending_sweep(tx)
+        if pending is None:
+            return _Claim.NONE
+        at_ms = now_ms()
+        stale = pending.claimed_at_ms is None or pending.claimed_at_ms <= at_ms - lease_ms
+        if pending.claim_token not in (None, token) and not stale:
+            return _Claim.BUSY
+        store.claim(tx, pending.id, token, at_ms)
+        return pending
+
+    return op
+
+
+def allocate_sweep_op(token: str) -> Callable[[Tx], ColdAddress | None]:
+    """A fresh sweep address, claimed for this worker; None if a sweep became pending
+    meanwhile (another worker's)."""
+
+    def op(tx: Tx) -> ColdAddress | None:
+        store.lock(tx)
+        if store.pending_sweep(tx) is not None:
+            return None
+        address = store.allocate(tx, ColdPurpose.SWEEP, now_ms(), claim_token=token)
+        if address is None:
+            raise NoColdAddress("no free cold address is left: import more (lngate cold import)")
+        return address
+
+    return op
+
+
+def paying(txs: list[OnchainTx], address: str) -> list[OnchainTx]:
+    """Wallet transactions that sent coins out to ``address``."""
+    return [t for t in txs if address in t.addresses and t.amount_sat < 0]
+
+
+class TreasuryWorker:
+    def __init__(
+        self,
+        core: Core,
+        node: Node,
+        *,
+        interval_s: float | None = None,
+        lease_s: float = LEASE_S_DEFAULT,
+    ) -> None:
+        self._core = core
+        self._node = node
+        self._policy = core.config.treasury
+        self._interval_s = self._policy.sweep_interval_s if interval_s is None else interval_s
+        self._lease_ms = int(lease_s * 1000)
+        self._token = uuid.uuid4().hex
+        self._network: Network | None = None
+        self.swept = 0
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                result = await self.sweep_once()
+                if result is not None:
+                    self.swept += 1
+            except (NodeError, NoColdAddress) as exc:
+                log.warning("treasury sweep did not run: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._interval_s)
+
+    async def sweep_once(self) -> SweepResult | None:
+        """Finish a pending sweep or start one if the hot wallet is above its cap; returns
+        the sweep recorded by this call, or None."""
+        claimed = await self._core.write(claim_pending_op(self._token, self._lease_ms))
+        if claimed is _Claim.BUSY:
+            return None
+        if isinstance(claimed, ColdAddress):
+            found = await self._record_found(claimed.address)
+            if found is not None:
+                return found
+        balances = await self._node.balances()
+        amount_sat = sweep_amount_sat(balances.onchain_confirmed_sat, self._policy)
+        if amount_sat == 0:
+            return None
+        if isinstance(claimed, ColdAddress):
+            address = claimed.address  # handed out before, never paid: send to it now
+        else:
+            fresh = await self._core.write(allocate_sweep_op(self._token))
+            if fresh is None:
+                return None
+            address = fresh.address
+        crash_point("treasury_after_allocate")
+        txid = await self._send(address, amount_sat)
+        crash_point("treasury_after_send")
+        sent = [t for t in await self._node.list_onchain_transactions() if t.txid == txid]
+        if not sent:  # not listed yet: the next run finds it by its address
+            log.warning("sweep %s to %s not listed by the node yet", txid, address)
+            return None
+        await self._record(address, txid, amount_sat, sent[0].fee_sat)
+        return SweepResult(txid, address, amount_sat, sent[0].fee_sat, recovered=False)
+
+    async def _send(self, address: str, amount_sat: int) -> str:
+        network = await self._node_network()
+        # The one place coins leave for cold storage: the address must be a fresh cold one.
+        await self._core.read(lambda tx: require_cold(tx, address, ColdPurpose.SWEEP, network))
+        log.info("sweeping %d sat to cold address %s", amount_sat, address)
+        return await self._node.send_onchain(address, amount_sat, self._policy.sweep_sat_per_vbyte)
+
+    async def _record_found(self, address: str) -> SweepResult | None:
+        """Record every sweep to ``address`` the node knows of (normally one)."""
+        result = None
+        for found in paying(await self._node.list_onchain_transactions(), address):
+            amount_sat = -found.amount_sat - found.fee_sat  # amount_sat is the wallet's change
+            if amount_sat <= 0:
+                log.error("transaction %s to cold %s moved nothing out", found.txid, address)
+                continue
+            if await self._record(address, found.txid, amount_sat, found.fee_sat):
+                log.warning("recorded sweep %s found on chain (after a crash?)", found.txid)
+            result = SweepResult(found.txid, address, amount_sat, found.fee_sat, recovered=True)
+        return result
+
+    async def _record(self, address: str, txid: str, amount_sat: int, fee_sat: int) -> bool:
+        accounts = self._core.system_accounts
+        return await self._core.write(record_sweep_op(address, txid, amount_sat, fee_sat, accounts))
+
+    async def _node_network(self) -> Network:
+        if self._network is None:
+            self._network = (await self._node.get_info()).network
+        return self._network
