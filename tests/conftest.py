@@ -14,6 +14,7 @@ import psycopg
 import pytest
 import uvicorn
 
+from lngate.api.admin_app import create_admin_app
 from lngate.api.app import create_app
 from lngate.bootstrap import Core, open_core
 from lngate.config import Config
@@ -23,6 +24,7 @@ from lngate.store.db import Database
 from lngate.store.migrate import migrate
 from lngate.workers.invoice_watcher import InvoiceWatcher
 from lngate.workers.payment_sender import PaymentWorker
+from lngate.workers.reconciler import Reconciler
 
 POSTGRES_URL = os.environ.get("LNGATE_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("LNGATE_REQUIRE_POSTGRES") == "1"
@@ -95,11 +97,42 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class LiveServer:
-    """The real app on a real socket, served by uvicorn in a background thread, with the
-    simnet exchange node and (unless told otherwise) the invoice watcher."""
+class _ThreadedServer:
+    """One uvicorn server for ``app`` on a real loopback socket, in a background thread."""
 
-    def __init__(self, core: Core, *, watcher: bool = True) -> None:
+    def __init__(self, app: object, port: int) -> None:
+        cfg = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",  # type: ignore[arg-type]
+            access_log=False,
+            loop="asyncio",
+        )
+        self.server = uvicorn.Server(cfg)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+class LiveServer:
+    """The real app on a real socket with the simnet exchange node, the invoice watcher and the
+    payment worker (``watcher=False``: no workers), and optionally the admin listener and the
+    reconciler."""
+
+    def __init__(
+        self, core: Core, *, watcher: bool = True, admin: bool = False, reconciler: bool = False
+    ) -> None:
         self.core = core
         self.port = core.config.port
         self.url = f"http://127.0.0.1:{self.port}"
@@ -109,30 +142,25 @@ class LiveServer:
         self.payments = PaymentWorker(
             core, SimnetNode(self.network), poll_s=0.05, track_every_s=0.05
         )
+        self.reconciler = Reconciler(core, SimnetNode(self.network))
         workers = [self.watcher.run, self.payments.run] if watcher else []
-        cfg = uvicorn.Config(
-            create_app(core, self.node, workers=workers),
-            host="127.0.0.1",
-            port=self.port,
-            log_level="warning",
-            access_log=False,
-            loop="asyncio",
-        )
-        self._server = uvicorn.Server(cfg)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        if reconciler:
+            workers.append(self.reconciler.run)
+        self._servers = [_ThreadedServer(create_app(core, self.node, workers=workers), self.port)]
+        self.admin_url = ""
+        if admin:
+            admin_port = free_port()
+            self.admin_url = f"http://127.0.0.1:{admin_port}"
+            self._servers.append(_ThreadedServer(create_admin_app(core, self.node), admin_port))
 
     def __enter__(self) -> LiveServer:
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.01)
+        for server in self._servers:
+            server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=10)
+        for server in self._servers:
+            server.stop()
         self.network.close()
 
 

@@ -23,6 +23,7 @@ class Served:
     data_dir: Path
     env: dict[str, str]
     admin_url: str
+    log_path: Path
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -75,7 +76,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError((tmp_path / "serve.log").read_text())
             time.sleep(0.05)
-        yield Served(url, data_dir, env, f"http://127.0.0.1:{admin_port}")
+        yield Served(url, data_dir, env, f"http://127.0.0.1:{admin_port}", tmp_path / "serve.log")
     finally:
         proc.terminate()
         try:

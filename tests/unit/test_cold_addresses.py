@@ -191,6 +191,15 @@ def test_witness_v1_needs_bech32m_and_v0_needs_bech32() -> None:
         parse_cold_import(v1_in_bech32, Network.REGTEST)
 
 
+def test_an_address_that_merely_contains_xprv_is_an_address() -> None:
+    """x, p, r and v are bech32 characters: an address may contain "xprv" or "tprv"."""
+    charset = "qpzry9x8gf2tvdw0s3jn54khce6mua7l"
+    groups = [charset.index(c) for c in "tprvxprv"] + [0] * 24  # 32 groups of 5 bits = 20 bytes
+    address = bech32.encode("bcrt", 0, bech32.convertbits(groups, 5, 8, False))
+    assert address.startswith("bcrt1qtprvxprv")
+    assert _addresses(address, Network.REGTEST) == [address]
+
+
 def test_a_repeated_address_or_an_empty_list_is_refused() -> None:
     a0 = _regtest_address(0)
     with pytest.raises(ColdImportRefused, match=r"line 2: .* repeats line 1"):

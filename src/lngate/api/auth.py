@@ -86,4 +86,5 @@ class Authenticator:
             raise AuthError("bad signature")
         if not self.replays.first_use(expected, now_ms):
             raise AuthError("this signature was already used (replay)")
+        request.state.user_id = user_id  # for the log lines of this request
         return Caller(user_id=user_id, api_key=api_key, role=role)

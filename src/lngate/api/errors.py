@@ -69,8 +69,21 @@ def _validation_code(exc: RequestValidationError) -> tuple[str, str]:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.LngateError)
-    async def _lngate(_: Request, exc: e.LngateError) -> JsonResponse:
-        return error_response(status_for(exc), exc.code, exc.message)
+    async def _lngate(request: Request, exc: e.LngateError) -> JsonResponse:
+        status = status_for(exc)
+        # Refusals are logged where the request id and caller are known; a frozen account's
+        # attempt is a warning for the operators.
+        level = logging.WARNING if isinstance(exc, e.AccountFrozen) else logging.INFO
+        log.log(
+            level,
+            "refused %s %s: %s (%s)",
+            request.method,
+            request.url.path,
+            exc.code,
+            exc.message,
+            extra={"user_id": getattr(request.state, "user_id", None), "status": status},
+        )
+        return error_response(status, exc.code, exc.message)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JsonResponse:

@@ -40,7 +40,10 @@ _EMBIT_NET: dict[Network, str] = {
 _HRP_NETWORK = {"bc": "mainnet", "tb": "testnet/signet", "bcrt": "regtest"}
 _BASE58_MAIN = {0x00, 0x05}
 _BASE58_TEST = {0x6F, 0xC4}
-_PRIVATE_PREFIXES = ("xprv", "tprv", "yprv", "zprv", "uprv", "vprv", "Yprv", "Zprv", "Uprv", "Vprv")
+# An extended private key (xprv, tprv, yprv, zprv, uprv, vprv, and the multisig Yprv...): at
+# the start of a line or after "(", "[", "]" or "," in a descriptor. Not any substring: "xprv"
+# is also four valid bech32 characters, which an address may well contain.
+_PRIVATE_KEY = re.compile(r"(?:^|[(\[\],])(?:[xtyzuvYZUV])prv[1-9A-HJ-NP-Za-km-z]{20,}")
 _PUBLIC_PREFIXES = ("xpub", "tpub", "ypub", "zpub", "upub", "vpub")
 _DESCRIPTOR = re.compile(r"^(wpkh|sh|pkh|wsh|tr)\(")
 _WIF_VERSIONS = {0x80, 0xEF}
@@ -105,7 +108,7 @@ def _parse_descriptor(text: str) -> Any:
 
 
 def _looks_private(entry: str) -> bool:
-    if any(prefix in entry for prefix in _PRIVATE_PREFIXES):
+    if _PRIVATE_KEY.search(entry):
         return True
     try:  # a WIF key: base58check of 0x80/0xEF + 32 bytes (+ 0x01 when compressed)
         raw = base58.decode_check(entry)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,8 +14,6 @@ from lngate.store import events, users
 from lngate.store.db import Tx
 from lngate.store.ledger import apply_transfer, now_ms
 from lngate.store.users import UserStatus
-
-log = logging.getLogger(__name__)
 
 MEMO_MAX_CHARS = 640
 
@@ -60,7 +57,6 @@ def transfer_op(
         sender = users.user_by_id(tx, sender_id)
         assert sender is not None, "an authenticated caller exists"
         if sender.status is UserStatus.FROZEN:
-            log.warning("transfer refused: user %s is frozen", sender.id)
             raise AccountFrozen("this account is frozen")
         recipient = require_user(tx, to_username)
         if recipient.id == sender.id:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lngate.bootstrap import Core
+from lngate.domain.errors import InvalidAmount
 from lngate.domain.ledger import AccountKind, TransferResult, TransferSpec
 from lngate.domain.treasury import ColdPurpose, NoColdAddress, sweep_amount_sat
 from lngate.lightning.node import Channel, Network, Node
@@ -131,7 +132,9 @@ def record_sweep_op(
         assert row is not None and row.purpose is ColdPurpose.SWEEP, f"{address} is no sweep"
         at_ms = now_ms()
         recorded = store.insert_sweep(tx, txid, address, amount_sat, fee_sat, at_ms)
-        store.mark_used(tx, address, txid, amount_sat, at_ms)  # the first sweep to it, if twice
+        # The address row keeps the first sweep to it; a second one (never expected) still
+        # gets its own sweep row and transfers.
+        store.mark_used(tx, address, txid, amount_sat, at_ms)
         # node -> cold: debit cold (asset up), credit node (asset down).
         moves = [(f"sweep:{txid}", cold, amount_sat, "sweep")]
         if fee_sat:  # node -> on-chain fee expense: debit the expense, credit node.
@@ -175,7 +178,7 @@ async def open_channel_to_cold(
     The address is handed out (committed) before the node is asked; if the open fails it stays
     handed out and unused: a cold address is never handed out twice."""
     if amount_sat <= 0 or not 0 <= push_sat < amount_sat:
-        raise ValueError("need amount_sat > 0 and 0 <= push_sat < amount_sat")
+        raise InvalidAmount("need amount_sat > 0 and 0 <= push_sat < amount_sat")
     network = (await node.get_info()).network
     cold = await core.write(allocate_op(ColdPurpose.CHANNEL_CLOSE))
     await core.read(lambda tx: require_cold(tx, cold.address, ColdPurpose.CHANNEL_CLOSE, network))

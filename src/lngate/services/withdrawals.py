@@ -173,7 +173,6 @@ class WithdrawalService:
         user = users.user_by_id(tx, w.user_id)
         assert user is not None
         if user.status is UserStatus.FROZEN:
-            log.warning("withdrawal refused: user %s is frozen", w.user_id)
             raise AccountFrozen("this account is frozen")
         store.take_lock(tx, "withdrawal_limits")  # limits are a check-then-write: serialise
         _refuse_if_halted(tx)
