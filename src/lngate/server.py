@@ -97,7 +97,10 @@ async def _serve_all(core: Core, config: Config, with_workers: bool) -> None:
     workers = background_workers(core, config) if with_workers else []
     servers = [_uvicorn(create_app(core, node, workers=workers), config.host, config.port)]
     if config.admin_port:
-        servers.append(_uvicorn(create_admin_app(core, node), config.admin_host, config.admin_port))
+        treasury_node = open_node(config, spending=True)
+        servers.append(
+            _uvicorn(create_admin_app(core, treasury_node), config.admin_host, config.admin_port)
+        )
 
     def stop_all() -> None:
         for server in servers:

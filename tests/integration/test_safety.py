@@ -191,6 +191,27 @@ async def test_admin_routes_do_not_exist_on_the_public_listener(admin_server: Li
         assert not [p for p in spec["paths"] if p.startswith("/admin")]
 
 
+async def test_treasury_and_channels_on_the_admin_api(admin_server: LiveServer) -> None:
+    from lngate.lightning.node import Network
+    from lngate.services.treasury import import_cold
+
+    with SimnetNetwork(admin_server.core.config.simnet_dir) as net:
+        cold = [net.new_address("dave") for _ in range(3)]  # addresses the node holds no key to
+        dave = net.pubkey("dave")
+        net.fund_onchain("exchange", 2_000_000)
+    await import_cold(admin_server.core, "\n".join(cold), Network.SIMNET)
+    async with admin_client(admin_server, admin_server.core) as admin:
+        status = (await admin.get("/admin/v1/treasury")).json()
+        assert status["cold"]["addresses_free"] == 3
+        opened = await admin.post("/admin/v1/channels", {"peer": dave, "amount_sat": 500_000})
+        assert opened.status_code == 200, opened.text
+        assert opened.json()["close_address"] == cold[0]
+        listed = (await admin.get("/admin/v1/channels")).json()
+        assert any(ch.get("close_address") == cold[0] for ch in listed)
+        actions = [r["action"] for r in (await admin.get("/admin/v1/audit")).json()["records"]]
+        assert "channel.open" in actions
+
+
 async def test_metrics_report_the_books(admin_server: LiveServer) -> None:
     funded_user(admin_server.core, "alice", 123_000)
     async with httpx.AsyncClient() as http:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Query
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lngate import __version__
 from lngate.api import errors, middleware
@@ -17,9 +17,9 @@ from lngate.bootstrap import Core
 from lngate.domain.errors import NotFound
 from lngate.domain.withdrawals import WithdrawalStatus
 from lngate.lightning.node import Node
-from lngate.services import admin, halt, solvency, withdrawals
+from lngate.services import admin, halt, solvency, treasury, withdrawals
 from lngate.services.withdrawal_settlement import withdrawal_json
-from lngate.store import system_state
+from lngate.store import audit, system_state
 from lngate.store import withdrawals as withdrawal_store
 from lngate.store.users import Role
 
@@ -29,6 +29,13 @@ class Reason(BaseModel):
     reason: str = Field(min_length=1, max_length=1000)
 
 
+class ChannelRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    peer: str = Field(min_length=66, max_length=200, description="pubkey or pubkey@host:port")
+    amount_sat: StrictInt = Field(gt=0)
+    push_sat: StrictInt = Field(default=0, ge=0)
+
+
 class Resume(Reason):
     acknowledge_shortfall_msat: int | None = Field(
         default=None, ge=0, description="a shortfall you have investigated and accept"
@@ -36,6 +43,8 @@ class Resume(Reason):
 
 
 def create_admin_app(core: Core, node: Node) -> FastAPI:
+    """``node`` is the treasury's credential: reading wallet balances and opening channels need
+    on-chain rights that the public API's invoice-only credential lacks."""
     app = FastAPI(
         title="lngate admin",
         version=__version__,
@@ -138,6 +147,31 @@ def _router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
     async def unfreeze(username: str, body: Reason, caller: Admin) -> Any:
         op = admin.set_frozen_op(username, False, reason=body.reason, actor=_actor(caller))
         return JsonResponse({"frozen": False, "changed": await core.write(op)})
+
+    @r.get("/treasury")
+    async def treasury_status(_: Admin) -> Any:
+        return JsonResponse((await treasury.treasury_status(core, node)).as_json())
+
+    @r.get("/channels")
+    async def channels(_: Admin) -> Any:
+        return JsonResponse(await treasury.list_channels(core, node))
+
+    @r.post("/channels")
+    async def open_channel(body: ChannelRequest, caller: Admin) -> Any:
+        opened = await treasury.open_channel_to_cold(
+            core, node, body.peer, body.amount_sat, push_sat=body.push_sat
+        )
+        await core.write(
+            lambda tx: audit.append(
+                tx,
+                actor=_actor(caller),
+                action="channel.open",
+                subject=f"peer:{body.peer}",
+                reason="admin API",
+                details=opened.as_json(),
+            )
+        )
+        return JsonResponse(opened.as_json())
 
     @r.get("/audit")
     async def audit_log(
