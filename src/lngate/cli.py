@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -58,6 +59,10 @@ def _core(**overrides: Any) -> Core:
 
 def _print_json(obj: Any) -> None:
     typer.echo(json.dumps(obj, indent=2, sort_keys=False))
+
+
+def _operator() -> str:
+    return f"cli:{os.environ.get('USER', 'operator')}"
 
 
 def _fail(exc: LngateError) -> None:
@@ -165,7 +170,7 @@ def admin_adjust(
 
     core = _core()
     try:
-        who = actor or f"cli:{os.environ.get('USER', 'operator')}"
+        who = actor or _operator()
         transfer_id = adjust(core, username, amount_msat, reason=reason, actor=who)
         _print_json({"transfer_id": transfer_id, "username": username, "amount_msat": amount_msat})
     except LngateError as exc:
@@ -186,6 +191,24 @@ def admin_withdrawals() -> None:
         core.close()
 
 
+def _decide(withdrawal_id: str, decision: Callable[[str, str, str], Any], reason: str) -> None:
+    """Apply an operator's decision on a withdrawal in review (audited by the operation)."""
+    core = _core()
+    try:
+        result = core.write_sync(decision(withdrawal_id, _operator(), reason))
+        if result is None:
+            message = f"withdrawal {withdrawal_id} is not waiting for review"
+            typer.echo(
+                json.dumps({"error": {"code": "NOT_IN_REVIEW", "message": message}}), err=True
+            )
+            raise typer.Exit(2)
+        _print_json(result)
+    except LngateError as exc:
+        _fail(exc)
+    finally:
+        core.close()
+
+
 @admin_app.command("approve")
 def admin_approve(
     withdrawal_id: str,
@@ -194,26 +217,7 @@ def admin_approve(
     """Approve a withdrawal in review; the payment worker then sends it."""
     from lngate.services.withdrawals import approve_op
 
-    core = _core()
-    try:
-        who = f"cli:{os.environ.get('USER', 'operator')}"
-        result = core.write_sync(approve_op(withdrawal_id, who, reason))
-        if result is None:
-            typer.echo(
-                json.dumps(
-                    {
-                        "error": {
-                            "code": "NOT_IN_REVIEW",
-                            "message": f"withdrawal {withdrawal_id} is not waiting for review",
-                        }
-                    }
-                ),
-                err=True,
-            )
-            raise typer.Exit(2)
-        _print_json(result)
-    finally:
-        core.close()
+    _decide(withdrawal_id, approve_op, reason)
 
 
 @admin_app.command("reject")
@@ -224,26 +228,7 @@ def admin_reject(
     """Reject a withdrawal in review; its hold is released."""
     from lngate.services.withdrawals import reject_with_audit_op
 
-    core = _core()
-    try:
-        who = f"cli:{os.environ.get('USER', 'operator')}"
-        result = core.write_sync(reject_with_audit_op(withdrawal_id, who, reason))
-        if result is None:
-            typer.echo(
-                json.dumps(
-                    {
-                        "error": {
-                            "code": "NOT_IN_REVIEW",
-                            "message": f"withdrawal {withdrawal_id} is not waiting for review",
-                        }
-                    }
-                ),
-                err=True,
-            )
-            raise typer.Exit(2)
-        _print_json(result)
-    finally:
-        core.close()
+    _decide(withdrawal_id, reject_with_audit_op, reason)
 
 
 @app.command()
@@ -283,10 +268,6 @@ def reconcile(
             raise typer.Exit(1)
     finally:
         core.close()
-
-
-def _operator() -> str:
-    return f"cli:{os.environ.get('USER', 'operator')}"
 
 
 @admin_app.command("halt")

@@ -43,3 +43,23 @@ def test_admin_actions_and_the_configuration_are_audited(served: Served) -> None
         assert admin.get("/admin/v1/users/alice").json()["status"] == "frozen"
     verify = served.cli_json("audit", "verify")
     assert verify["ok"] is True and verify["records"] == 4
+
+
+def test_the_review_queue_from_the_command_line(served: Served) -> None:
+    alice = served.cli_json("user", "create", "alice")
+    served.cli_json("admin", "adjust", "alice", "2000000000", "--reason", "seed")
+    big = [served.cli("simnet", "invoice", "carol", "300000").stdout.strip() for _ in range(2)]
+    with Client(served.url, str(alice["api_key"]), str(alice["api_secret"])) as api:
+        ids = [api.post("/v1/withdrawals", {"bolt11": b}).json()["id"] for b in big]
+        queue = json.loads(served.cli("admin", "withdrawals").stdout)
+        assert sorted(w["id"] for w in queue) == sorted(ids)
+        assert (
+            served.cli_json("admin", "approve", ids[0], "--reason", "known customer")["status"]
+            == "approved"
+        )
+        assert served.cli_json("admin", "reject", ids[1], "--reason", "unusual")["status"] == (
+            "rejected"
+        )
+        again = served.cli("admin", "approve", ids[1], check=False)
+        assert again.returncode == 2 and "NOT_IN_REVIEW" in again.stderr
+        assert api.get(f"/v1/withdrawals/{ids[1]}").json()["note"] == "unusual"

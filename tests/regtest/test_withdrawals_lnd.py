@@ -1,0 +1,480 @@
+"""Withdrawals on a real LND: the exchange's lnd pays bob's invoices (through alice), the payment
+worker holds the spending macaroon and the request path only the invoice-only one.
+
+The lifecycle tests of tests/integration/test_withdrawals.py where a real network allows them:
+success with the right amounts posted, a no-route failure, a payment held in flight by a hold
+invoice on bob until he settles or cancels it, internal settlement between two users of the
+exchange's node, and its refusal once bob has paid the invoice. Then a crash test: the worker
+process SIGKILLed at its crash points over a mix of withdrawals.
+
+Each test has a fresh lngate database over the one shared regtest network; tests run one at a
+time, so the exchange's channel balance moves only by what the test itself pays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lngate.bootstrap import Core
+from lngate.client import AsyncClient
+from lngate.config import Config
+from lngate.domain.ledger import AccountKind
+from lngate.domain.withdrawals import FINAL, DuplicatePaymentHash, WithdrawalStatus
+from lngate.lightning.bolt11 import encode_bolt11
+from lngate.lightning.lnd import LndNode
+from lngate.lightning.node import InvoiceState, Network, Payment, PaymentStatus
+from lngate.regtest import Network as RegtestNetwork
+from lngate.services.deposits import create_deposit
+from lngate.services.reconciliation import check_ledger
+from lngate.services.withdrawals import InternalInvoicePaid, WithdrawalService
+from lngate.store import deposits, events, users
+from lngate.store import withdrawals as store
+from lngate.store.deposits import DepositStatus
+from lngate.store.ledger import all_accounts, get_account
+from lngate.store.withdrawals import Withdrawal
+from lngate.workers.invoice_watcher import InvoiceWatcher
+from lngate.workers.payment_sender import PaymentWorker
+from tests.conftest import funded_user
+from tests.regtest.lngate_helpers import (
+    LndServer,
+    PayRefused,
+    available,
+    bob_hold_invoice,
+    bob_invoice,
+    cancel_hold,
+    eventually,
+    exchange_payments,
+    invoice_node,
+    invoice_state,
+    lnd_config,
+    node_account_balance,
+    pay,
+    running,
+    settle_hold,
+    settled_channel_balance,
+    spending_node,
+    user_balance,
+    wait_for,
+)
+
+pytestmark = pytest.mark.regtest
+
+FUNDS = 10_000_000
+FEE_BASE_MSAT = 500
+FEE_PPM = 1_000
+
+
+@pytest.fixture
+def config(config: Config, regtest: RegtestNetwork) -> Config:
+    """The fresh database of tests/conftest.py, on the exchange's lnd, with an exchange fee so
+    that its posting is checked too."""
+    policy = dataclasses.replace(config.withdrawals, fee_base_msat=FEE_BASE_MSAT, fee_ppm=FEE_PPM)
+    return dataclasses.replace(lnd_config(config, regtest), withdrawals=policy)
+
+
+@pytest.fixture
+async def api_node(config: Config) -> AsyncIterator[LndNode]:
+    """The request path's node (the API process): the invoice-only macaroon."""
+    n = invoice_node(config)
+    yield n
+    await n.close()
+
+
+@pytest.fixture
+def service(core: Core, api_node: LndNode) -> WithdrawalService:
+    return WithdrawalService(core, api_node)
+
+
+class SpyNode(LndNode):
+    """The worker's adapter, recording the fee limits it was asked to pay with and what
+    ``track_payment`` answered."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fee_limits: list[int] = []
+        self.tracked: list[PaymentStatus] = []
+
+    async def pay(self, bolt11: str, **kwargs: Any) -> Payment:
+        self.fee_limits.append(int(kwargs["fee_limit_msat"]))
+        return await super().pay(bolt11, **kwargs)
+
+    async def track_payment(self, payment_hash: bytes) -> Payment:
+        payment = await super().track_payment(payment_hash)
+        self.tracked.append(payment.status)
+        return payment
+
+
+def spy_node(config: Config) -> SpyNode:
+    assert config.lnd is not None and config.lnd.spending_macaroon is not None
+    return SpyNode(
+        config.lnd.rest_url,
+        config.lnd.tls_cert,
+        config.lnd.spending_macaroon.read_bytes().hex(),
+    )
+
+
+@asynccontextmanager
+async def payment_worker(core: Core) -> AsyncIterator[SpyNode]:
+    """The payment worker, running on its own adapter (spending macaroon) for the block."""
+    node = spy_node(core.config)
+    worker = PaymentWorker(core, node, poll_s=0.05, track_every_s=0.1)
+    try:
+        async with running(worker.run):
+            yield node
+    finally:
+        await node.close()
+
+
+async def request(service: WithdrawalService, user_id: str, bolt11: str) -> dict[str, Any]:
+    return await service.request(
+        user_id,
+        bolt11=bolt11,
+        lightning_address=None,
+        amount_msat=None,
+        idempotency=(str(uuid.uuid4()), uuid.uuid4().hex),
+    )
+
+
+def withdrawal(core: Core, withdrawal_id: str) -> Withdrawal:
+    w = core.read_sync(lambda tx: store.by_id(tx, withdrawal_id))
+    assert w is not None
+    return w
+
+
+async def until_status(
+    core: Core, withdrawal_id: str, statuses: set[WithdrawalStatus], timeout_s: float = 60
+) -> Withdrawal:
+    return await eventually(
+        f"withdrawal {withdrawal_id} to be {'/'.join(sorted(statuses))}",
+        lambda: asyncio.to_thread(withdrawal, core, withdrawal_id),
+        lambda w: w.status in statuses,
+        timeout_s,
+    )
+
+
+FINISHED = {WithdrawalStatus.SUCCEEDED, WithdrawalStatus.FAILED}
+
+
+def system_balance(core: Core, kind: AccountKind) -> Any:
+    account = core.read_sync(lambda tx: get_account(tx, core.system_accounts[kind.value]))
+    assert account is not None
+    return account.balance
+
+
+def exchange_fee(amount_msat: int) -> int:
+    return FEE_BASE_MSAT + -(-amount_msat * FEE_PPM // 1_000_000)
+
+
+def bob_htlc_states(invoice: dict[str, Any]) -> list[str]:
+    return [str(h["state"]) for h in invoice.get("htlcs", [])]
+
+
+def succeeded_htlcs(payments: list[dict[str, Any]]) -> int:
+    return sum(1 for p in payments for h in p.get("htlcs", []) if h["status"] == "SUCCEEDED")
+
+
+# --- success, failure, in flight ---------------------------------------------------------------
+
+
+async def test_a_withdrawal_to_bob_pays_once_and_posts_the_right_amounts(
+    core: Core, service: WithdrawalService, regtest: RegtestNetwork
+) -> None:
+    alice = funded_user(core, "alice", FUNDS)
+    mallory = funded_user(core, "mallory", FUNDS)
+    bolt11, payment_hash = await asyncio.to_thread(bob_invoice, regtest, 100_000, "withdrawal")
+    channel_before = await asyncio.to_thread(settled_channel_balance, regtest)
+
+    w = await request(service, alice.user_id, bolt11)
+    assert w["status"] == "approved" and w["amount_msat"] == 100_000
+    assert w["fee_reserve_msat"] == 10_000 and w["exchange_fee_msat"] == exchange_fee(100_000)
+    held = 100_000 + w["fee_reserve_msat"] + w["exchange_fee_msat"]
+    assert user_balance(core, alice.user_id).debits_pending_msat == held
+    # One payment hash, one withdrawal: another user cannot submit it as well.
+    with pytest.raises(DuplicatePaymentHash):
+        await request(service, mallory.user_id, bolt11)
+
+    async with payment_worker(core) as node:
+        done = await until_status(core, w["id"], FINISHED)
+    assert done.status is WithdrawalStatus.SUCCEEDED, done
+    assert node.fee_limits == [done.fee_reserve_msat]  # the fee limit is the reserve held
+    assert done.routing_fee_msat is not None
+    assert 0 < done.routing_fee_msat <= done.fee_reserve_msat
+    assert done.preimage is not None
+    assert hashlib.sha256(bytes.fromhex(done.preimage)).hexdigest() == payment_hash
+
+    spent = 100_000 + done.routing_fee_msat + done.exchange_fee_msat
+    balance = user_balance(core, alice.user_id)
+    assert balance.available_msat == FUNDS - spent and balance.debits_pending_msat == 0
+    assert await available(core, mallory.user_id) == FUNDS
+    node_account = node_account_balance(core)
+    assert node_account.credits_posted_msat == 100_000 + done.routing_fee_msat
+    assert node_account.credits_pending_msat == 0
+    revenue = system_balance(core, AccountKind.FEE_REVENUE)
+    assert revenue.credits_posted_msat == done.exchange_fee_msat
+    assert revenue.credits_pending_msat == 0
+
+    # bob got the amount once; the exchange's lnd made one payment with one settled HTLC, and
+    # its channel balance fell by exactly what the books say left the node.
+    on_bob = await asyncio.to_thread(invoice_state, regtest, "bob", payment_hash)
+    assert on_bob["state"] == "SETTLED" and int(on_bob["amt_paid_msat"]) == 100_000
+    (payment,) = await asyncio.to_thread(exchange_payments, regtest, payment_hash)
+    assert payment["status"] == "SUCCEEDED" and succeeded_htlcs([payment]) == 1
+    assert int(payment["fee_msat"]) == done.routing_fee_msat
+    channel_after = await asyncio.to_thread(settled_channel_balance, regtest)
+    assert channel_before - channel_after == 100_000 + done.routing_fee_msat
+    assert core.read_sync(check_ledger).ok
+
+
+def unroutable_invoice(amount_msat: int) -> tuple[str, str]:
+    """An invoice signed by a random key: a node nobody knows, so there is no route."""
+    payment_hash = hashlib.sha256(os.urandom(32)).digest()
+    bolt11 = encode_bolt11(
+        private_key=os.urandom(32),
+        network=Network.REGTEST,
+        payment_hash=payment_hash,
+        payment_secret=os.urandom(32),
+        amount_msat=amount_msat,
+        created_at=int(time.time()),
+        description="nobody",
+    )
+    return bolt11, payment_hash.hex()
+
+
+async def test_a_no_route_failure_releases_the_hold(
+    core: Core, service: WithdrawalService, regtest: RegtestNetwork
+) -> None:
+    alice = funded_user(core, "alice", FUNDS)
+    bolt11, payment_hash = unroutable_invoice(50_000)
+    w = await request(service, alice.user_id, bolt11)
+    assert w["status"] == "approved"
+    async with payment_worker(core):
+        done = await until_status(core, w["id"], FINISHED)
+    assert done.status is WithdrawalStatus.FAILED, done
+    assert "route" in done.note.lower(), done.note
+    assert done.routing_fee_msat is None and done.preimage is None
+    balance = user_balance(core, alice.user_id)
+    assert balance.available_msat == FUNDS and balance.debits_pending_msat == 0
+    node_account = node_account_balance(core)
+    assert node_account.credits_posted_msat == 0 and node_account.credits_pending_msat == 0
+    # lnd recorded the payment as failed before any HTLC went out
+    payments = await asyncio.to_thread(exchange_payments, regtest, payment_hash)
+    assert [p["status"] for p in payments] == ["FAILED"]
+    assert succeeded_htlcs(payments) == 0
+    assert core.read_sync(check_ledger).ok
+
+
+@pytest.mark.parametrize("settle", [True, False], ids=["bob-settles", "bob-cancels"])
+async def test_a_payment_held_by_bob_keeps_the_hold_until_he_decides(
+    core: Core, service: WithdrawalService, regtest: RegtestNetwork, settle: bool
+) -> None:
+    alice = funded_user(core, "alice", FUNDS)
+    bolt11, payment_hash, preimage = await asyncio.to_thread(bob_hold_invoice, regtest, 40_000)
+    channel_before = await asyncio.to_thread(settled_channel_balance, regtest)
+    w = await request(service, alice.user_id, bolt11)
+    held = 40_000 + w["fee_reserve_msat"] + w["exchange_fee_msat"]
+
+    def bob_holds_it() -> bool | None:
+        state = invoice_state(regtest, "bob", payment_hash)["state"]
+        return True if state == "ACCEPTED" else None
+
+    async with payment_worker(core):
+        await asyncio.to_thread(wait_for, "bob to hold the HTLC", bob_holds_it)
+        await until_status(core, w["id"], {WithdrawalStatus.SENDING})
+    # The worker stopped mid-payment (lngate restarts); lnd and bob's held HTLC go on.
+    assert withdrawal(core, w["id"]).status is WithdrawalStatus.SENDING
+
+    async with payment_worker(core) as node:
+        # The new worker asks lnd again and again; lnd says in flight; the hold stays.
+        await eventually(
+            "the worker to find the payment in flight three times",
+            lambda: asyncio.sleep(0, list(node.tracked)),
+            lambda tracked: tracked.count(PaymentStatus.IN_FLIGHT) >= 3,
+        )
+        still = withdrawal(core, w["id"])
+        assert still.status is WithdrawalStatus.SENDING, still
+        balance = user_balance(core, alice.user_id)
+        assert balance.debits_pending_msat == held
+        assert balance.available_msat == FUNDS - held
+        assert node.fee_limits == []  # tracked, never sent a second time
+
+        if settle:
+            await asyncio.to_thread(settle_hold, regtest, preimage)
+        else:
+            await asyncio.to_thread(cancel_hold, regtest, payment_hash)
+        done = await until_status(core, w["id"], FINISHED)
+
+    balance = user_balance(core, alice.user_id)
+    assert balance.debits_pending_msat == 0
+    on_bob = await asyncio.to_thread(invoice_state, regtest, "bob", payment_hash)
+    payments = await asyncio.to_thread(exchange_payments, regtest, payment_hash)
+    channel_after = await asyncio.to_thread(settled_channel_balance, regtest)
+    if settle:
+        assert done.status is WithdrawalStatus.SUCCEEDED, done
+        assert done.preimage == preimage.hex() and done.routing_fee_msat is not None
+        spent = 40_000 + done.routing_fee_msat + done.exchange_fee_msat
+        assert balance.available_msat == FUNDS - spent
+        assert node_account_balance(core).credits_posted_msat == 40_000 + done.routing_fee_msat
+        assert on_bob["state"] == "SETTLED" and int(on_bob["amt_paid_msat"]) == 40_000
+        assert bob_htlc_states(on_bob) == ["SETTLED"]
+        assert succeeded_htlcs(payments) == 1
+        assert channel_before - channel_after == 40_000 + done.routing_fee_msat
+    else:
+        assert done.status is WithdrawalStatus.FAILED, done
+        assert "incorrect_payment_details" in done.note, done.note
+        assert balance.available_msat == FUNDS  # voided: amount, reserve and exchange fee
+        assert node_account_balance(core).credits_posted_msat == 0
+        # (lnd keeps amt_paid_msat of a canceled hold invoice at what was accepted: the
+        # HTLCs' states tell that nothing was settled)
+        assert on_bob["state"] == "CANCELED"
+        assert bob_htlc_states(on_bob) == ["CANCELED"]
+        assert succeeded_htlcs(payments) == 0
+        assert channel_after == channel_before
+    assert node_account_balance(core).credits_pending_msat == 0
+    assert core.read_sync(check_ledger).ok
+
+
+async def test_a_withdrawal_over_http_is_paid(core: Core, regtest: RegtestNetwork) -> None:
+    """The whole path: the API (invoice-only macaroon) takes the request, the payment worker
+    (spending macaroon) pays bob."""
+    alice = funded_user(core, "alice", FUNDS)
+    bolt11, payment_hash = await asyncio.to_thread(bob_invoice, regtest, 33_000, "over http")
+    with LndServer(core) as server:
+        async with AsyncClient(server.url, alice.api_key, alice.api_secret) as c:
+            r = await c.post("/v1/withdrawals", {"bolt11": bolt11})
+            assert r.status_code == 201, r.text
+            w = r.json()
+
+            async def status() -> dict[str, Any]:
+                return dict((await c.get(f"/v1/withdrawals/{w['id']}")).json())
+
+            done = await eventually("the withdrawal to finish", status, _finished, 60)
+            assert done["status"] == "succeeded", done
+            account = (await c.get("/v1/account")).json()
+            spent = 33_000 + done["routing_fee_msat"] + done["exchange_fee_msat"]
+            assert account["available_msat"] == FUNDS - spent
+            assert account["pending_msat"] == 0
+    on_bob = await asyncio.to_thread(invoice_state, regtest, "bob", payment_hash)
+    assert on_bob["state"] == "SETTLED" and int(on_bob["amt_paid_msat"]) == 33_000
+    assert core.read_sync(check_ledger).ok
+
+
+def _finished(w: dict[str, Any]) -> bool:
+    return w.get("status") in ("succeeded", "failed")
+
+
+# --- internal settlement ---------------------------------------------------------------------
+
+
+def deposit_status(core: Core, payment_hash: str) -> DepositStatus:
+    d = core.read_sync(lambda tx: deposits.by_hash(tx, payment_hash))
+    assert d is not None
+    return d.status
+
+
+async def test_an_invoice_of_another_user_is_settled_internally_and_cancelled_on_lnd(
+    core: Core, service: WithdrawalService, api_node: LndNode, regtest: RegtestNetwork
+) -> None:
+    alice = funded_user(core, "alice", FUNDS)
+    bea = funded_user(core, "bea")
+    watcher = InvoiceWatcher(core, invoice_node(core.config))
+    try:
+        async with running(watcher.run):
+            deposit = await create_deposit(core, api_node, bea.user_id, 70_000)
+            w = await request(service, alice.user_id, deposit["bolt11"])
+            assert w["status"] == "succeeded" and w["internal"] is True, w
+            assert w["routing_fee_msat"] == 0 and w["exchange_fee_msat"] == 0
+            assert await available(core, alice.user_id) == FUNDS - 70_000
+            assert await available(core, bea.user_id) == 70_000
+            assert deposit_status(core, deposit["payment_hash"]) is DepositStatus.SETTLED
+
+            # Cancelled on the exchange's lnd: bob can no longer pay it.
+            on_lnd = await asyncio.to_thread(
+                invoice_state, regtest, "exchange", deposit["payment_hash"]
+            )
+            assert on_lnd["state"] == "CANCELED"
+            try:
+                outside = await asyncio.to_thread(pay, regtest, "bob", deposit["bolt11"])
+            except PayRefused:
+                pass
+            else:
+                assert outside["status"] == "FAILED", outside
+            on_lnd = await asyncio.to_thread(
+                invoice_state, regtest, "exchange", deposit["payment_hash"]
+            )
+            assert on_lnd["state"] == "CANCELED" and int(on_lnd["amt_paid_msat"]) == 0
+
+            # A sentinel deposit paid by bob: once it is credited the watcher has seen
+            # everything before it, and bea was credited once for the internal one.
+            sentinel = await create_deposit(core, api_node, bea.user_id, 2_000)
+            paid = await asyncio.to_thread(pay, regtest, "bob", sentinel["bolt11"])
+            assert paid["status"] == "SUCCEEDED", paid
+            await eventually(
+                "the sentinel deposit to be credited",
+                lambda: available(core, bea.user_id),
+                lambda got: got == 72_000,
+            )
+    finally:
+        await watcher._node.close()
+    assert node_account_balance(core).credits_posted_msat == 0  # nothing left the node
+    types = [e.type for e in core.read_sync(lambda tx: events.after(tx, bea.user_id, 0))]
+    assert types == ["deposit.settled", "deposit.settled"]
+    assert core.read_sync(check_ledger).ok
+
+
+async def test_internal_settlement_is_refused_once_bob_paid_the_invoice(
+    core: Core, service: WithdrawalService, api_node: LndNode, regtest: RegtestNetwork
+) -> None:
+    alice = funded_user(core, "alice", FUNDS)
+    bea = funded_user(core, "bea")
+    first = await create_deposit(core, api_node, bea.user_id, 30_000)
+    second = await create_deposit(core, api_node, bea.user_id, 20_000)
+    for d in (first, second):
+        paid = await asyncio.to_thread(pay, regtest, "bob", d["bolt11"])
+        assert paid["status"] == "SUCCEEDED", paid
+
+    # No watcher has seen bob's payment yet: the deposit is still open in our books, and only
+    # the node can tell. It says settled: refused, and alice's hold released.
+    assert deposit_status(core, first["payment_hash"]) is DepositStatus.OPEN
+    w = await request(service, alice.user_id, first["bolt11"])
+    assert w["status"] == "failed" and w["internal"] is True, w
+    assert "paid from outside" in w["note"]
+    balance = user_balance(core, alice.user_id)
+    assert balance.available_msat == FUNDS and balance.debits_pending_msat == 0
+
+    watcher = InvoiceWatcher(core, invoice_node(core.config))
+    try:
+        async with running(watcher.run):
+            await eventually(
+                "bob's two payments to be credited",
+                lambda: available(core, bea.user_id),
+                lambda got: got == 50_000,
+            )
+    finally:
+        await watcher._node.close()
+
+    # Once credited, the deposit is closed in our books: refused before any hold.
+    with pytest.raises(InternalInvoicePaid):
+        await request(service, alice.user_id, second["bolt11"])
+    assert await available(core, alice.user_id) == FUNDS
+    assert await available(core, bea.user_id) == 50_000  # credited once, by bob's payments
+    for d in (first, second):
+        on_lnd = await asyncio.to_thread(invoice_state, regtest, "exchange", d["payment_hash"])
+        assert on_lnd["state"] == "SETTLED"
+        assert int(on_lnd["amt_paid_msat"]) == d["amount_msat"]
+    assert node_account_balance(core).credits_posted_msat == 0
+    assert core.read_sync(check_ledger).ok
