@@ -188,3 +188,22 @@ def test_unknown_routes_are_json_404s(live_server: LiveServer) -> None:
     r = httpx.get(f"{live_server.url}/v1/{uuid.uuid4()}")
     assert r.status_code in (401, 404)
     assert "error" in r.json()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/history?cursor=99999999999999999999999",
+        "/v1/history?limit=100000",
+        "/v1/deposits?cursor=99999999999999999999999",
+        "/v1/withdrawals?cursor=-1",
+        "/v1/events?after=99999999999999999999999",
+        "/v1/deposits/%00%ff",
+        "/v1/withdrawals/" + "x" * 5000,
+    ],
+)
+async def test_absurd_query_values_are_4xx_not_5xx(live_server: LiveServer, path: str) -> None:
+    alice = funded_user(live_server.core, "alice")
+    async with client(live_server, alice) as c:
+        r = await c.get(path)
+    assert 400 <= r.status_code < 500, r.text

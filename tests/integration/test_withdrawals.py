@@ -269,3 +269,52 @@ async def test_payments_held_in_flight_are_capped_per_user(griefing_core: Core) 
             with SimnetNetwork(server.core.config.simnet_dir) as net:
                 net.release_payment(held[0].payment_hash, succeed=True)
             await wait_status(c, ids[2], {"sending", "succeeded"})
+
+
+async def test_two_workers_never_send_one_withdrawal_twice(core: Core) -> None:
+    from lngate.lightning.simnet import SimnetNode
+    from lngate.workers.payment_sender import PaymentWorker
+
+    with LiveServer(core, watcher=False) as server:  # no worker of its own
+        users = [funded_user(core, f"u{i}", FUNDS) for i in range(8)]
+        simnet = core.config.simnet_dir
+        invoices = [
+            wallet_invoice(simnet, "carol" if i % 2 else "dave", 10_000 + i) for i in range(40)
+        ]
+        ids = []
+        for i, bolt11 in enumerate(invoices):
+            async with client(server, users[i % 8]) as c:
+                ids.append((await withdraw(c, bolt11=bolt11))["id"])
+        workers = [
+            PaymentWorker(core, SimnetNode(SimnetNetwork(simnet)), poll_s=0.02) for _ in range(2)
+        ]
+        stop = asyncio.Event()
+        tasks = [asyncio.create_task(w.run(stop)) for w in workers]
+
+        def unfinished() -> int:
+            return int(
+                core.read_sync(
+                    lambda tx: tx.scalar(
+                        "SELECT COUNT(*) FROM withdrawals "
+                        "WHERE status NOT IN ('succeeded', 'failed')"
+                    )
+                )
+            )
+
+        for _ in range(500):
+            if unfinished() == 0:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await asyncio.gather(*tasks)
+        rows = core.read_sync(lambda tx: tx.all("SELECT status, attempts FROM withdrawals"))
+        assert [r[0] for r in rows] == ["succeeded"] * 40
+        assert {int(r[1]) for r in rows} == {1}  # each claimed and sent exactly once
+        from lngate.lightning.bolt11 import decode_bolt11
+
+        with SimnetNetwork(simnet) as net:
+            for i, bolt11 in enumerate(invoices):
+                decoded = decode_bolt11(bolt11)
+                paid = net.lookup_invoice("carol" if i % 2 else "dave", decoded.payment_hash)
+                assert paid.amount_paid_msat == decoded.amount_msat  # paid once, not twice
+    assert core.read_sync(check_ledger).ok

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,12 @@ from lngate.domain.ledger import AccountKind
 from lngate.domain.withdrawals import FINAL, DuplicatePaymentHash, WithdrawalStatus
 from lngate.lightning.bolt11 import encode_bolt11
 from lngate.lightning.lnd import LndNode
-from lngate.lightning.node import InvoiceState, Network, Payment, PaymentStatus
+from lngate.lightning.node import Network, Payment, PaymentStatus
 from lngate.regtest import Network as RegtestNetwork
 from lngate.services.deposits import create_deposit
 from lngate.services.reconciliation import check_ledger
 from lngate.services.withdrawals import InternalInvoicePaid, WithdrawalService
-from lngate.store import deposits, events, users
+from lngate.store import deposits, events
 from lngate.store import withdrawals as store
 from lngate.store.deposits import DepositStatus
 from lngate.store.ledger import all_accounts, get_account
@@ -67,7 +67,6 @@ from tests.regtest.lngate_helpers import (
     running,
     settle_hold,
     settled_channel_balance,
-    spending_node,
     user_balance,
     wait_for,
 )
@@ -478,3 +477,199 @@ async def test_internal_settlement_is_refused_once_bob_paid_the_invoice(
         assert int(on_lnd["amt_paid_msat"]) == d["amount_msat"]
     assert node_account_balance(core).credits_posted_msat == 0
     assert core.read_sync(check_ledger).ok
+
+
+# --- the worker SIGKILLed at its crash points --------------------------------------------------
+
+CRASH_USERS = 12  # 3 withdrawals each: nobody reaches the cap on payments in flight
+CRASHPOINTS = "before_claim:0.02,after_sending_recorded:0.15,after_node_answered:0.15"
+CRASH_DEADLINE_S = 120
+HOLD_RESOLVE_AFTER_S = 1.5  # a held HTLC is decided after a worker crash, or after this
+
+
+@dataclasses.dataclass
+class Planned:
+    kind: str  # "plain" (bob pays out), "no_route", "hold_settle" or "hold_cancel"
+    amount_msat: int
+    bolt11: str
+    payment_hash: str
+    preimage: bytes | None = None
+    accepted: tuple[float, int] | None = None  # (when bob held the HTLC, crashes by then)
+    resolved: bool = False
+
+
+def crash_plan(regtest: RegtestNetwork, rng: random.Random) -> list[Planned]:
+    kinds = ["plain"] * 20 + ["no_route"] * 6 + ["hold_settle"] * 6 + ["hold_cancel"] * 4
+    rng.shuffle(kinds)
+    plan = []
+    for kind in kinds:
+        amount = rng.randrange(5_000, 60_000)
+        if kind == "plain":
+            plan.append(Planned(kind, amount, *bob_invoice(regtest, amount, "crash test")))
+        elif kind == "no_route":
+            plan.append(Planned(kind, amount, *unroutable_invoice(amount)))
+        else:
+            bolt11, payment_hash, preimage = bob_hold_invoice(regtest, amount)
+            plan.append(Planned(kind, amount, bolt11, payment_hash, preimage))
+    return plan
+
+
+def worker_config_file(core: Core, regtest: RegtestNetwork, path: Path) -> Path:
+    """The config TOML of the worker process: the exchange's lnd, and no treasury sweep or
+    reconciliation getting in the way of the measurement."""
+    lnd = core.config.lnd
+    assert lnd is not None and lnd.spending_macaroon is not None
+    q = json.dumps  # a JSON string is a valid TOML basic string
+    path.write_text(
+        f"database_url = {q(core.config.effective_database_url)}\n"
+        "log_json = false\n"
+        "reconcile_interval_s = 3600.0\n"
+        "[node]\n"
+        'backend = "lnd"\n'
+        "[lnd]\n"
+        f"rest_url = {q(lnd.rest_url)}\n"
+        f"tls_cert = {q(str(lnd.tls_cert))}\n"
+        f"invoice_macaroon = {q(str(lnd.invoice_macaroon))}\n"
+        f"spending_macaroon = {q(str(lnd.spending_macaroon))}\n"
+        "[treasury]\n"
+        "hot_onchain_cap_sat = 2100000000000000\n"
+        "sweep_interval_s = 3600.0\n"
+    )
+    return path
+
+
+def worker_env(core: Core, config_file: Path, crashpoints: str | None) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "LNGATE_DATA_DIR": str(core.config.data_dir),
+        "LNGATE_DATABASE_URL": core.config.effective_database_url,
+        "LNGATE_CONFIG": str(config_file),
+    }
+    env.pop("LNGATE_CRASHPOINTS", None)
+    if crashpoints:
+        env["LNGATE_CRASHPOINTS"] = crashpoints
+    return env
+
+
+UNFINISHED = "SELECT COUNT(*) FROM withdrawals WHERE status NOT IN ('succeeded', 'failed')"
+
+
+def unfinished(core: Core) -> int:
+    return int(core.read_sync(lambda tx: tx.scalar(UNFINISHED)))
+
+
+def decide_held(regtest: RegtestNetwork, plan: list[Planned], crashes: int) -> None:
+    """Settle or cancel the hold invoices bob holds an HTLC for, each once a worker has crashed
+    since (or, failing that, a moment later): the decision lands while workers die and restart."""
+    now = time.monotonic()
+    for p in plan:
+        if p.kind not in ("hold_settle", "hold_cancel") or p.resolved:
+            continue
+        if p.accepted is None:
+            if invoice_state(regtest, "bob", p.payment_hash)["state"] == "ACCEPTED":
+                p.accepted = (now, crashes)
+            continue
+        since, crashes_then = p.accepted
+        if crashes > crashes_then or now - since > HOLD_RESOLVE_AFTER_S:
+            if p.kind == "hold_settle":
+                assert p.preimage is not None
+                settle_hold(regtest, p.preimage)
+            else:
+                cancel_hold(regtest, p.payment_hash)
+            p.resolved = True
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_the_worker_survives_sigkill_on_lnd(
+    core: Core, service: WithdrawalService, regtest: RegtestNetwork, tmp_path: Path
+) -> None:
+    rng = random.Random(20261125)
+    plan = await asyncio.to_thread(crash_plan, regtest, rng)
+    by_hash = {p.payment_hash: p for p in plan}
+    users_ = [funded_user(core, f"u{i}", FUNDS) for i in range(CRASH_USERS)]
+    for i, p in enumerate(plan):
+        w = await request(service, users_[i % CRASH_USERS].user_id, p.bolt11)
+        assert w["status"] == "approved", w
+    config_file = worker_config_file(core, regtest, tmp_path / "worker.toml")
+    log_path = tmp_path / "worker.log"
+    # Nothing else pays or is paid by the exchange's lnd from here to the end of the test.
+    channel_before = await asyncio.to_thread(settled_channel_balance, regtest)
+
+    crashes, started, deadline = 0, 0, time.monotonic() + CRASH_DEADLINE_S
+    with log_path.open("ab") as log:
+        while unfinished(core) and time.monotonic() < deadline:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "lngate.cli", "worker"],
+                env=worker_env(core, config_file, CRASHPOINTS),
+                stdout=log,
+                stderr=log,
+            )
+            started += 1
+            try:
+                while proc.poll() is None and unfinished(core) and time.monotonic() < deadline:
+                    await asyncio.to_thread(decide_held, regtest, plan, crashes)
+                    await asyncio.sleep(0.1)  # the pace of this polling loop
+            finally:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+            if proc.returncode == -9:
+                crashes += 1
+            else:
+                assert proc.returncode in (0, -15), (proc.returncode, log_path.read_text()[-3000:])
+            await asyncio.to_thread(decide_held, regtest, plan, crashes)
+    assert unfinished(core) == 0, f"withdrawals left unfinished after {started} worker starts"
+    assert crashes >= 3, f"the test meant to crash the worker; it crashed {crashes} times"
+
+    finished = core.read_sync(
+        lambda tx: (
+            store.with_status(tx, WithdrawalStatus.SUCCEEDED, 1000)
+            + store.with_status(tx, WithdrawalStatus.FAILED, 1000)
+        )
+    )
+    assert len(finished) == len(plan)
+    paid_out_msat = 0
+    for w in finished:
+        p = by_hash[w.payment_hash]
+        assert w.status in FINAL
+        payments = await asyncio.to_thread(exchange_payments, regtest, w.payment_hash)
+        # No invoice paid twice: at most one settled HTLC for the hash, across all attempts.
+        assert succeeded_htlcs(payments) == (1 if w.status is WithdrawalStatus.SUCCEEDED else 0)
+        if p.kind in ("plain", "hold_settle"):
+            assert w.status is WithdrawalStatus.SUCCEEDED, (p.kind, w)
+            assert w.preimage is not None and w.routing_fee_msat is not None
+            assert hashlib.sha256(bytes.fromhex(w.preimage)).hexdigest() == w.payment_hash
+            on_bob = await asyncio.to_thread(invoice_state, regtest, "bob", w.payment_hash)
+            assert on_bob["state"] == "SETTLED" and int(on_bob["amt_paid_msat"]) == w.amount_msat
+            assert bob_htlc_states(on_bob) == ["SETTLED"]
+            (paid,) = [x for x in payments if x["status"] == "SUCCEEDED"]
+            assert int(paid["fee_msat"]) == w.routing_fee_msat <= w.fee_reserve_msat
+            paid_out_msat += w.amount_msat + w.routing_fee_msat
+        else:
+            assert w.status is WithdrawalStatus.FAILED, (p.kind, w)
+            if p.kind == "hold_cancel":
+                on_bob = await asyncio.to_thread(invoice_state, regtest, "bob", w.payment_hash)
+                assert on_bob["state"] == "CANCELED"
+                assert "SETTLED" not in bob_htlc_states(on_bob)
+    assert all(p.resolved for p in plan if p.kind.startswith("hold"))
+
+    # Every hold posted or voided; no user has anything pending; the books balance.
+    for account in core.read_sync(all_accounts):
+        assert account.balance.debits_pending_msat == 0, account
+        assert account.balance.credits_pending_msat == 0, account
+    node_account = node_account_balance(core)
+    assert node_account.credits_posted_msat == paid_out_msat
+    assert core.read_sync(check_ledger).ok
+    # The node's channel balance fell by exactly what the ledger says left it.
+    channel_after = await asyncio.to_thread(settled_channel_balance, regtest)
+    assert channel_before - channel_after == paid_out_msat
+
+    reconcile = subprocess.run(
+        [sys.executable, "-m", "lngate.cli", "reconcile"],
+        capture_output=True,
+        text=True,
+        env=worker_env(core, config_file, None),
+        timeout=120,
+        check=False,
+    )
+    assert reconcile.returncode == 0, reconcile.stdout + reconcile.stderr

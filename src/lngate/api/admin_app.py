@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from lngate import __version__
 from lngate.api import errors, middleware
 from lngate.api.auth import Authenticator, Caller
-from lngate.api.responses import JsonResponse
+from lngate.api.responses import MAX_SEQ, JsonResponse
 from lngate.bootstrap import Core
 from lngate.domain.errors import NotFound
 from lngate.domain.withdrawals import WithdrawalStatus
@@ -176,7 +176,7 @@ def _router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
     @r.get("/audit")
     async def audit_log(
         _: Admin,
-        after: Annotated[int, Query(ge=0)] = 0,
+        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
         limit: Annotated[int, Query(ge=1, le=admin.AUDIT_PAGE_MAX)] = 100,
     ) -> Any:
         return JsonResponse(

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lngate.api.auth import Authenticator, Caller
-from lngate.api.responses import JsonResponse
+from lngate.api.responses import MAX_SEQ, JsonResponse
 from lngate.bootstrap import Core
 from lngate.lightning.node import Node
 from lngate.services import deposits
@@ -66,7 +66,7 @@ def deposit_router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
     async def list_deposits(
         caller: Authed,
         limit: Annotated[int, Query(ge=1, le=deposits.PAGE_MAX)] = 50,
-        cursor: Annotated[int | None, Query(ge=1)] = None,
+        cursor: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
     ) -> Any:
         return JsonResponse(
             await core.read(

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from lngate.api.auth import Authenticator, Caller
+from lngate.api.responses import MAX_SEQ
 from lngate.bootstrap import Core
 from lngate.domain.errors import RateLimited
 from lngate.store import events
@@ -38,7 +39,9 @@ def event_router(core: Core, auth: Authenticator) -> APIRouter:
     async def stream_events(
         request: Request,
         caller: Authed,
-        after: Annotated[int | None, Query(ge=0, description="resume after this event id")] = None,
+        after: Annotated[
+            int | None, Query(ge=0, le=MAX_SEQ, description="resume after this event id")
+        ] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> Any:
         """``deposit.settled``, ``deposit.expired``, ``transfer.sent``, ``transfer.received``,

@@ -13,3 +13,7 @@ class JsonResponse(Response):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
+
+
+# Cursors are database sequence numbers (int64); anything larger is refused at the edge.
+MAX_SEQ = 2**62

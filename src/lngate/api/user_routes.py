@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lngate.api.auth import Authenticator, Caller
-from lngate.api.responses import JsonResponse
+from lngate.api.responses import MAX_SEQ, JsonResponse
 from lngate.bootstrap import Core
 from lngate.domain.errors import UnknownUser
 from lngate.services import accounts, transfers
@@ -84,7 +84,7 @@ def user_router(core: Core, auth: Authenticator) -> APIRouter:
     async def get_history(
         caller: Authed,
         limit: Annotated[int, Query(ge=1, le=accounts.HISTORY_PAGE_MAX)] = 50,
-        cursor: Annotated[int | None, Query(ge=1)] = None,
+        cursor: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
     ) -> Any:
         user = await caller_user(caller)
         page = await core.read(lambda tx: accounts.history(tx, user, cursor=cursor, limit=limit))

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lngate.api.auth import Authenticator, Caller
-from lngate.api.responses import JsonResponse
+from lngate.api.responses import MAX_SEQ, JsonResponse
 from lngate.bootstrap import Core
 from lngate.services.idempotent import request_hash, validate_key
 from lngate.services.withdrawals import BOLT11_MAX_CHARS, PAGE_MAX, WithdrawalService
@@ -70,7 +70,7 @@ def withdrawal_router(core: Core, service: WithdrawalService, auth: Authenticato
     async def list_withdrawals(
         caller: Authed,
         limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
-        cursor: Annotated[int | None, Query(ge=1)] = None,
+        cursor: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
     ) -> Any:
         return JsonResponse(
             await core.read(lambda tx: service.page(tx, caller.user_id, cursor=cursor, limit=limit))

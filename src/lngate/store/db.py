@@ -21,6 +21,8 @@ from typing import Any
 
 import psycopg
 
+from lngate.domain.errors import InvalidRequest
+
 Params = Mapping[str, Any]
 Row = tuple[Any, ...]
 
@@ -68,22 +70,26 @@ class Tx:
     def _sql(self, sql: str) -> str:
         return sql if self.dialect is Dialect.SQLITE else _to_pyformat(sql)
 
-    def execute(self, sql: str, params: Params | None = None) -> int:
-        """Run a statement; return the number of rows it changed."""
+    def _run(self, sql: str, params: Params | None) -> Any:
         try:
-            cur = self._conn.execute(self._sql(sql), params or {})
+            return self._conn.execute(self._sql(sql), params or {})
         except (sqlite3.IntegrityError, psycopg.errors.IntegrityError) as exc:
             raise IntegrityError(str(exc)) from exc
-        return int(cur.rowcount)
+        except (psycopg.errors.DataError, ValueError, OverflowError) as exc:
+            # A value the database cannot hold (a NUL byte in text, an integer past int64):
+            # the edge should have refused it; this keeps it a refusal, not a crash.
+            raise InvalidRequest("a value in the request cannot be stored") from exc
+
+    def execute(self, sql: str, params: Params | None = None) -> int:
+        """Run a statement; return the number of rows it changed."""
+        return int(self._run(sql, params).rowcount)
 
     def one(self, sql: str, params: Params | None = None) -> Row | None:
-        cur = self._conn.execute(self._sql(sql), params or {})
-        row = cur.fetchone()
+        row = self._run(sql, params).fetchone()
         return tuple(row) if row is not None else None
 
     def all(self, sql: str, params: Params | None = None) -> list[Row]:
-        cur = self._conn.execute(self._sql(sql), params or {})
-        return [tuple(r) for r in cur.fetchall()]
+        return [tuple(r) for r in self._run(sql, params).fetchall()]
 
     def scalar(self, sql: str, params: Params | None = None) -> Any:
         row = self.one(sql, params)
