@@ -64,6 +64,8 @@ class Core:
     writer: LedgerWriter | None = None
     system_accounts: dict[str, int] = field(default_factory=dict)
     commits: CommitSignal = field(default_factory=CommitSignal)
+    # Wakes the payment worker in this process when there is withdrawal work (others poll).
+    withdrawal_work: CommitSignal = field(default_factory=CommitSignal)
     metrics: Metrics = field(default_factory=Metrics)
     _reads: ThreadPoolExecutor | None = None
 

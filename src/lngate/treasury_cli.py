@@ -120,6 +120,18 @@ def treasury_sweep() -> None:
     _print_json(_run(action, spending=True))
 
 
+@treasury_app.command("book-closes")
+def treasury_book_closes() -> None:
+    """Book cooperative channel closes to cold and channel funding fees now (what the treasury
+    worker does every interval); prints the closes booked."""
+    from lngate.workers.treasury import TreasuryWorker
+
+    async def action(core: Core, node: Node) -> list[dict[str, Any]]:
+        return [c.as_json() for c in await TreasuryWorker(core, node).book_once()]
+
+    _print_json(_run(action, spending=True))
+
+
 @channels_app.command("open")
 def channels_open(
     peer: Annotated[str, typer.Argument(help="pubkey, or pubkey@host:port, or a simnet name")],

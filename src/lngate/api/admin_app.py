@@ -90,6 +90,7 @@ def _router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
         done = await core.write(withdrawals.approve_op(withdrawal_id, _actor(caller), body.reason))
         if done is None:
             raise NotFound("no withdrawal with that id is waiting for review")
+        core.withdrawal_work.fire()
         return JsonResponse(done)
 
     @r.post("/withdrawals/{withdrawal_id}/reject")
@@ -118,6 +119,7 @@ def _router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
                 acknowledge_shortfall_msat=body.acknowledge_shortfall_msat,
             )
         )
+        core.withdrawal_work.fire()
         return JsonResponse({"halted": False, "changed": changed})
 
     @r.get("/status")

@@ -145,6 +145,31 @@ class Channel:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+class CloseType(enum.StrEnum):
+    COOPERATIVE = "cooperative"
+    LOCAL_FORCE = "local_force"  # we broadcast our commitment
+    REMOTE_FORCE = "remote_force"  # the peer broadcast theirs
+    BREACH = "breach"  # the peer broadcast a revoked state
+    FUNDING_CANCELED = "funding_canceled"  # the funding never confirmed
+    ABANDONED = "abandoned"  # forgotten by the operator
+    UNKNOWN = "unknown"  # a kind this code does not know: never treated as cooperative
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedChannel:
+    """A channel whose close is final on chain, seen from this node."""
+
+    channel_point: str  # funding txid:output index
+    closing_txid: str
+    close_type: CloseType
+    settled_balance_sat: int  # what our side received on chain (time-locked outputs included)
+    time_locked_balance_sat: int = 0  # of which behind a CSV/CLTV delay (force closes)
+    close_address: str | None = None  # where our side went, when the node reports it
+
+    def __post_init__(self) -> None:
+        assert self.settled_balance_sat >= 0 and self.time_locked_balance_sat >= 0
+
+
 @dataclass(frozen=True, slots=True)
 class OnchainTx:
     txid: str
@@ -212,6 +237,11 @@ class Node(Protocol):
         ...
 
     async def list_channels(self) -> list[Channel]: ...
+
+    async def list_closed_channels(self) -> list[ClosedChannel]:
+        """Channels whose close the node considers final (a close still waiting for its
+        confirmations is not listed yet), oldest close first."""
+        ...
 
     async def close(self) -> None:
         """Release connections; the node object is not used afterwards."""

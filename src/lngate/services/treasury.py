@@ -10,10 +10,17 @@ credits node). A sweep of ``amount_sat`` with ``fee_sat`` is therefore::
     sweep:<txid>:fee  debit onchain_fee_expense  credit node   fee_sat * 1000
 
 Both ids derive from the txid, so recording a sweep twice moves nothing the second time.
+
+A channel lngate opened has a cold upfront shutdown address, so its cooperative close pays our
+side on chain to cold storage, and its funding transaction paid a miner's fee::
+
+    close:<closing txid>         debit cold                 credit node   settled_sat * 1000
+    channel_fee:<funding txid>   debit onchain_fee_expense  credit node   fee_sat * 1000
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,15 +30,18 @@ from lngate.bootstrap import Core
 from lngate.domain.errors import InvalidAmount
 from lngate.domain.ledger import AccountKind, TransferResult, TransferSpec
 from lngate.domain.treasury import ColdPurpose, NoColdAddress, sweep_amount_sat
-from lngate.lightning.node import Channel, Network, Node
+from lngate.lightning.node import Channel, ClosedChannel, CloseType, Network, Node, OnchainTx
 from lngate.services.cold_addresses import COUNT_DEFAULT, check_address, parse_cold_import
 from lngate.store import treasury as store
 from lngate.store.db import Tx
 from lngate.store.ledger import apply_transfer, get_account
 from lngate.store.treasury import ColdAddress, ColdCounts
 
+log = logging.getLogger(__name__)
+
 MSAT_PER_SAT = 1000
 LIST_MAX = 10_000
+STATUS_CLOSES_MAX = 100
 
 
 def now_ms() -> int:
@@ -211,6 +221,170 @@ def channel_json(channel: Channel, close_address_is_cold: bool) -> dict[str, Any
     }
 
 
+@dataclass(frozen=True, slots=True)
+class BookedClose:
+    channel_point: str
+    closing_txid: str
+    address: str  # the cold address the close paid
+    amount_sat: int  # our side, now in cold storage
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "channel_point": self.channel_point,
+            "closing_txid": self.closing_txid,
+            "address": self.address,
+            "amount_sat": self.amount_sat,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BookedFundingFee:
+    channel_point: str
+    funding_txid: str
+    fee_sat: int
+
+
+def record_close_op(
+    address: str, closed: ClosedChannel, accounts: dict[str, int]
+) -> Callable[[Tx], bool]:
+    """Book a cooperative close that paid ``address`` (a channel's cold close address): the
+    address marked with the closing txid and amount, and node -> cold, in one transaction.
+    Idempotent: the mark is conditional and the transfer id is the closing txid; returns
+    whether this call booked it."""
+    amount_sat = closed.settled_balance_sat
+    assert closed.close_type is CloseType.COOPERATIVE and amount_sat >= 0, closed
+    txid = closed.closing_txid
+
+    def op(tx: Tx) -> bool:
+        row = store.by_address(tx, address)
+        assert row is not None and row.purpose is ColdPurpose.CHANNEL_CLOSE, address
+        assert row.channel_point == closed.channel_point, (row.channel_point, closed)
+        if not store.mark_closed(tx, address, txid, amount_sat, now_ms()):
+            return False  # booked before (by this worker or another)
+        if amount_sat:  # nothing of ours above the dust limit: no output, nothing to book
+            # node -> cold: debit cold (asset up), credit node (asset down), as a sweep.
+            spec = TransferSpec(
+                f"close:{txid}",
+                accounts[AccountKind.COLD.value],
+                accounts[AccountKind.NODE.value],
+                amount_sat * MSAT_PER_SAT,
+                kind="channel_close",
+                memo=closed.channel_point,
+            )
+            result = apply_transfer(tx, spec)
+            assert result in (TransferResult.OK, TransferResult.EXISTS), (spec.id, result)
+        return True
+
+    return op
+
+
+async def book_closed_channels(core: Core, node: Node) -> list[BookedClose]:
+    """Book every cooperative close, final on chain, of a channel lngate opened to a cold close
+    address: our settled balance went to that cold address. Returns what this call booked.
+
+    Only cooperative closes are booked. A force close (ours or the peer's, or a breach) pays our
+    side to the node's own wallet, not to the upfront shutdown address: the node's on-chain
+    balance counts it there, so nothing moved to cold storage. A canceled or abandoned funding
+    never left the wallet either."""
+    unclosed = await core.read(lambda tx: store.channel_rows(tx, unclosed=True))
+    if not unclosed:
+        return []
+    by_point = {row.channel_point: row for row in unclosed}
+    booked = []
+    for closed in await node.list_closed_channels():
+        row = by_point.get(closed.channel_point)
+        if row is None or closed.close_type is not CloseType.COOPERATIVE:
+            continue  # not ours to book (see above), or booked already
+        if closed.close_address is not None and closed.close_address != row.address:
+            # The upfront shutdown script makes this impossible; never book what cold did
+            # not receive.
+            log.error(
+                "channel %s closed to %s, not to its cold address %s: not booked",
+                closed.channel_point,
+                closed.close_address,
+                row.address,
+            )
+            continue
+        op = record_close_op(row.address, closed, core.system_accounts)
+        if await core.write(op):
+            log.info(
+                "booked cooperative close %s of %s: %d sat to cold %s",
+                closed.closing_txid,
+                closed.channel_point,
+                closed.settled_balance_sat,
+                row.address,
+            )
+            booked.append(
+                BookedClose(
+                    closed.channel_point,
+                    closed.closing_txid,
+                    row.address,
+                    closed.settled_balance_sat,
+                )
+            )
+    return booked
+
+
+def record_funding_fee_op(
+    address: str, funding_txid: str, fee_sat: int, accounts: dict[str, int]
+) -> Callable[[Tx], bool]:
+    """Book a channel's funding fee once: the address row marked, node -> fee expense."""
+    assert fee_sat >= 0, fee_sat
+
+    def op(tx: Tx) -> bool:
+        if not store.mark_funding_fee(tx, address, fee_sat):
+            return False
+        if fee_sat:
+            # node -> on-chain fee expense: debit the expense, credit node.
+            spec = TransferSpec(
+                f"channel_fee:{funding_txid}",
+                accounts[AccountKind.ONCHAIN_FEE_EXPENSE.value],
+                accounts[AccountKind.NODE.value],
+                fee_sat * MSAT_PER_SAT,
+                kind="onchain_fee",
+                memo=funding_txid,
+            )
+            result = apply_transfer(tx, spec)
+            assert result in (TransferResult.OK, TransferResult.EXISTS), (spec.id, result)
+        return True
+
+    return op
+
+
+def funding_fee_sat(funding: OnchainTx, capacity_sat: int) -> int | None:
+    """The miner's fee of a channel funding transaction, when the wallet's record of it proves
+    it: confirmed, and the wallet's change is exactly minus (capacity + fee). lnd reports
+    ``total_fees`` only when every input is the wallet's (btcwallet ``makeTxSummary``), and then
+    ``amount`` is the wallet's change; anything else (an external input, a fee not reported)
+    fails the check and nothing is booked."""
+    if funding.confirmations < 1 or funding.fee_sat < 0:
+        return None
+    if -funding.amount_sat != capacity_sat + funding.fee_sat:
+        return None
+    return funding.fee_sat
+
+
+async def book_funding_fees(core: Core, node: Node) -> list[BookedFundingFee]:
+    """Book the funding fee of every channel lngate opened (to a cold close address) whose
+    funding transaction the wallet lists, confirmed, with a fee it can prove."""
+    rows = await core.read(lambda tx: store.channel_rows(tx, fee_unbooked=True))
+    if not rows:
+        return []
+    txs = {t.txid: t for t in await node.list_onchain_transactions()}
+    booked = []
+    for row in rows:
+        assert row.channel_point is not None and row.amount_sat is not None
+        funding_txid = row.channel_point.split(":", 1)[0]
+        funding = txs.get(funding_txid)
+        fee = None if funding is None else funding_fee_sat(funding, row.amount_sat)
+        if fee is None:
+            continue  # not confirmed or not listed yet, or its fee cannot be proven
+        op = record_funding_fee_op(row.address, funding_txid, fee, core.system_accounts)
+        if await core.write(op):
+            booked.append(BookedFundingFee(row.channel_point, funding_txid, fee))
+    return booked
+
+
 # -- status -------------------------------------------------------------------------------------
 
 
@@ -225,6 +399,8 @@ class TreasuryStatus:
     cold_addresses: ColdCounts
     pending_sweep_address: str | None
     sweeps: store.SweepTotals
+    closes: store.CloseTotals
+    recent_closes: tuple[BookedClose, ...]
     hot_onchain_cap_sat: int
     hot_channel_target_sat: int
     would_sweep_sat: int
@@ -252,7 +428,11 @@ class TreasuryStatus:
                 "sweeps": self.sweeps.count,
                 "swept_sat": self.sweeps.amount_sat,
                 "sweep_fees_sat": self.sweeps.fee_sat,
+                "channel_closes": self.closes.count,
+                "channel_closes_sat": self.closes.amount_sat,
+                "channel_funding_fees_sat": self.closes.funding_fees_sat,
             },
+            "channel_closes": [c.as_json() for c in self.recent_closes],
         }
 
 
@@ -261,14 +441,25 @@ async def treasury_status(core: Core, node: Node) -> TreasuryStatus:
     policy = core.config.treasury
     cold_account = core.system_accounts[AccountKind.COLD.value]
 
-    def read(tx: Tx) -> tuple[int, ColdCounts, ColdAddress | None, store.SweepTotals]:
+    def read(
+        tx: Tx,
+    ) -> tuple[
+        int, ColdCounts, ColdAddress | None, store.SweepTotals, store.CloseTotals, list[ColdAddress]
+    ]:
         account = get_account(tx, cold_account)
         assert account is not None
         # An asset: what was debited to it less what was credited.
         balance_msat = account.balance.debits_posted_msat - account.balance.credits_posted_msat
-        return balance_msat, store.counts(tx), store.pending_sweep(tx), store.sweep_totals(tx)
+        return (
+            balance_msat,
+            store.counts(tx),
+            store.pending_sweep(tx),
+            store.sweep_totals(tx),
+            store.close_totals(tx),
+            store.booked_closes(tx, limit=STATUS_CLOSES_MAX),
+        )
 
-    cold_msat, counts, pending, sweeps = await core.read(read)
+    cold_msat, counts, pending, sweeps, closes, closed_rows = await core.read(read)
     return TreasuryStatus(
         onchain_confirmed_sat=balances.onchain_confirmed_sat,
         onchain_unconfirmed_sat=balances.onchain_unconfirmed_sat,
@@ -279,6 +470,13 @@ async def treasury_status(core: Core, node: Node) -> TreasuryStatus:
         cold_addresses=counts,
         pending_sweep_address=pending.address if pending else None,
         sweeps=sweeps,
+        closes=closes,
+        recent_closes=tuple(
+            BookedClose(
+                r.channel_point or "", r.close_txid or "", r.address, r.close_amount_sat or 0
+            )
+            for r in closed_rows
+        ),
         hot_onchain_cap_sat=policy.hot_onchain_cap_sat,
         hot_channel_target_sat=policy.hot_channel_target_sat,
         would_sweep_sat=sweep_amount_sat(balances.onchain_confirmed_sat, policy),
@@ -296,6 +494,8 @@ async def cold_address_list(core: Core, *, limit: int = LIST_MAX) -> list[dict[s
             "txid": r.txid,
             "amount_sat": r.amount_sat,
             "channel_point": r.channel_point,
+            "close_txid": r.close_txid,
+            "close_amount_sat": r.close_amount_sat,
         }
         for r in rows
     ]

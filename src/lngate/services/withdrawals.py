@@ -93,6 +93,7 @@ class WithdrawalService:
         body = await self._core.write(
             lambda tx: run_once(tx, user_id, key, req_hash, lambda t: self._hold(t, w))
         )
+        self._core.withdrawal_work.fire()
         if w.internal and body["id"] == w.id:
             body = await self.settle_internally(w)
         return body

@@ -18,7 +18,8 @@ COLD_LOCK = "treasury_cold"
 
 _COLUMNS = (
     "id, address, network, source, source_index, purpose, allocated_at_ms, claim_token, "
-    "claimed_at_ms, txid, amount_sat, channel_point, used_at_ms"
+    "claimed_at_ms, txid, amount_sat, channel_point, used_at_ms, close_txid, close_amount_sat, "
+    "funding_fee_sat"
 )
 
 
@@ -37,6 +38,9 @@ class ColdAddress:
     amount_sat: int | None
     channel_point: str | None
     used_at_ms: int | None
+    close_txid: str | None = None  # the cooperative close that paid it (channel_close only)
+    close_amount_sat: int | None = None
+    funding_fee_sat: int | None = None  # the channel's funding fee, once booked
 
     def __post_init__(self) -> None:
         assert (self.purpose is None) == (self.allocated_at_ms is None)
@@ -55,6 +59,13 @@ class ColdCounts:
     free: int
     pending: int  # handed out, not yet used (a sweep in progress, or a failed channel open)
     used: int
+
+
+@dataclass(frozen=True, slots=True)
+class CloseTotals:
+    count: int  # cooperative closes booked to cold
+    amount_sat: int
+    funding_fees_sat: int  # funding fees booked for channels opened to cold
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +90,9 @@ def _cold(row: Row) -> ColdAddress:
         amount_sat=None if row[10] is None else int(row[10]),
         channel_point=row[11],
         used_at_ms=None if row[12] is None else int(row[12]),
+        close_txid=row[13],
+        close_amount_sat=None if row[14] is None else int(row[14]),
+        funding_fee_sat=None if row[15] is None else int(row[15]),
     )
 
 
@@ -183,6 +197,75 @@ def mark_channel(tx: Tx, address: str, channel_point: str, amount_sat: int, now_
         },
     )
     assert changed == 1, f"cold address {address} is not a fresh channel-close address"
+
+
+def channel_rows(
+    tx: Tx, *, unclosed: bool = False, fee_unbooked: bool = False
+) -> list[ColdAddress]:
+    """Cold addresses bound to a channel lngate opened (optionally: whose close, or whose
+    funding fee, is not booked yet)."""
+    where = "purpose = :p AND channel_point IS NOT NULL"
+    if unclosed:
+        where += " AND close_txid IS NULL"
+    if fee_unbooked:
+        where += " AND funding_fee_sat IS NULL"
+    rows = tx.all(
+        f"SELECT {_COLUMNS} FROM cold_addresses WHERE {where} ORDER BY id",
+        {"p": ColdPurpose.CHANNEL_CLOSE.value},
+    )
+    return [_cold(r) for r in rows]
+
+
+def mark_closed(tx: Tx, address: str, close_txid: str, amount_sat: int, now_ms: int) -> bool:
+    """Record the cooperative close that paid a channel's cold address; False if one already
+    was (the first one stays)."""
+    return (
+        tx.execute(
+            "UPDATE cold_addresses SET close_txid = :x, close_amount_sat = :a, closed_at_ms = :t "
+            "WHERE address = :addr AND purpose = :p AND channel_point IS NOT NULL "
+            "AND close_txid IS NULL",
+            {
+                "x": close_txid,
+                "a": amount_sat,
+                "t": now_ms,
+                "addr": address,
+                "p": ColdPurpose.CHANNEL_CLOSE.value,
+            },
+        )
+        == 1
+    )
+
+
+def mark_funding_fee(tx: Tx, address: str, fee_sat: int) -> bool:
+    """Record the booked funding fee of the channel of ``address``; False if already booked."""
+    return (
+        tx.execute(
+            "UPDATE cold_addresses SET funding_fee_sat = :f "
+            "WHERE address = :addr AND channel_point IS NOT NULL AND funding_fee_sat IS NULL",
+            {"f": fee_sat, "addr": address},
+        )
+        == 1
+    )
+
+
+def close_totals(tx: Tx) -> CloseTotals:
+    row = tx.one(
+        "SELECT COALESCE(SUM(CASE WHEN close_txid IS NOT NULL THEN 1 ELSE 0 END), 0), "
+        "COALESCE(SUM(close_amount_sat), 0), COALESCE(SUM(funding_fee_sat), 0) "
+        "FROM cold_addresses WHERE channel_point IS NOT NULL"
+    )
+    assert row is not None
+    return CloseTotals(count=int(row[0]), amount_sat=int(row[1]), funding_fees_sat=int(row[2]))
+
+
+def booked_closes(tx: Tx, *, limit: int) -> list[ColdAddress]:
+    """Channel addresses whose cooperative close is booked, the latest first."""
+    rows = tx.all(
+        f"SELECT {_COLUMNS} FROM cold_addresses WHERE close_txid IS NOT NULL "
+        "ORDER BY closed_at_ms DESC, id DESC LIMIT :n",
+        {"n": limit},
+    )
+    return [_cold(r) for r in rows]
 
 
 def insert_sweep(

@@ -76,8 +76,10 @@ class PaymentWorker:
                     task = asyncio.create_task(self._handle(w))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
-                await self._core.commits.wait(self._poll_s)
-                await asyncio.sleep(MIN_ROUND_S)  # commits by others must not spin this loop
+                # New withdrawals in this process wake it at once; in flight ones are asked
+                # about every poll, and work queued by other processes is found the same way.
+                await self._core.withdrawal_work.wait(self._poll_s)
+                await asyncio.sleep(MIN_ROUND_S)
         finally:
             for task in tasks:
                 task.cancel()

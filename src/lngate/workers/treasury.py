@@ -1,4 +1,7 @@
-"""The treasury worker: sweeps confirmed on-chain funds above the hot cap to cold storage.
+"""The treasury worker: sweeps confirmed on-chain funds above the hot cap to cold storage, and
+books what channels opened to cold close addresses moved: a cooperative close paid our side to
+cold storage (node -> cold), a funding transaction paid a fee (node -> fee expense); see
+``lngate.services.treasury.book_closed_channels``.
 
 Crash safety, in the order of the steps:
 
@@ -30,7 +33,14 @@ from lngate.bootstrap import Core
 from lngate.domain.errors import NodeError
 from lngate.domain.treasury import ColdPurpose, NoColdAddress, sweep_amount_sat
 from lngate.lightning.node import Network, Node, OnchainTx
-from lngate.services.treasury import now_ms, record_sweep_op, require_cold
+from lngate.services.treasury import (
+    BookedClose,
+    book_closed_channels,
+    book_funding_fees,
+    now_ms,
+    record_sweep_op,
+    require_cold,
+)
 from lngate.store import treasury as store
 from lngate.store.db import Tx
 from lngate.store.treasury import ColdAddress
@@ -111,9 +121,14 @@ class TreasuryWorker:
         self._token = uuid.uuid4().hex
         self._network: Network | None = None
         self.swept = 0
+        self.closes_booked = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
+            try:
+                self.closes_booked += len(await self.book_once())
+            except NodeError as exc:
+                log.warning("treasury booking of channel closes did not run: %s", exc)
             try:
                 result = await self.sweep_once()
                 if result is not None:
@@ -122,6 +137,12 @@ class TreasuryWorker:
                 log.warning("treasury sweep did not run: %s", exc)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._interval_s)
+
+    async def book_once(self) -> list[BookedClose]:
+        """Book cooperative closes to cold and channel funding fees not booked yet; returns the
+        closes booked by this call."""
+        await book_funding_fees(self._core, self._node)
+        return await book_closed_channels(self._core, self._node)
 
     async def sweep_once(self) -> SweepResult | None:
         """Finish a pending sweep or start one if the hot wallet is above its cap; returns

@@ -29,6 +29,7 @@ from lngate.lightning.lnd._mapping import (
     from_b64,
     map_balances,
     map_channel,
+    map_closed_channel,
     map_decoded,
     map_info,
     map_invoice,
@@ -39,6 +40,7 @@ from lngate.lightning.lnd._subscribe import InvoiceSubscription, ReconnectPolicy
 from lngate.lightning.node import (
     Balances,
     Channel,
+    ClosedChannel,
     DecodedInvoice,
     FailureReason,
     Invoice,
@@ -337,6 +339,13 @@ class LndNode:
         async with node_errors():
             answer = await self._client.get("/v1/channels")
             return [map_channel(channel) for channel in as_list(answer, "channels")]
+
+    async def list_closed_channels(self) -> list[ClosedChannel]:
+        """``GET /v1/channels/closed`` with no filter (every close type). lnd leaves out closes
+        still pending (waiting for confirmations) and sorts by close height."""
+        async with node_errors():
+            answer = await self._client.get("/v1/channels/closed")
+            return [map_closed_channel(channel) for channel in as_list(answer, "channels")]
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -126,6 +126,23 @@ def fund(node: str, amount_sat: int, data_dir: DataDir = None) -> None:
             raise _fail(exc) from exc
 
 
+@app.command("close-channel")
+def close_channel(
+    node: str,
+    channel_point: str,
+    force: Annotated[bool, typer.Option("--force", help="force close from NODE")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Close NODE's channel CHANNEL_POINT (txid:index), cooperatively unless --force: each side
+    is paid on chain (cooperatively, to its upfront shutdown address if it has one). Prints the
+    closing txid."""
+    with _open(data_dir) as net:
+        try:
+            typer.echo(net.close_channel(node, channel_point, cooperative=not force))
+        except NodeError as exc:
+            raise _fail(exc) from exc
+
+
 @fault_app.command("set")
 def fault_set(
     kind: FaultKind,

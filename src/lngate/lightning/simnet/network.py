@@ -16,6 +16,7 @@ from lngate.lightning.bolt11 import decode_bolt11
 from lngate.lightning.node import (
     Balances,
     Channel,
+    ClosedChannel,
     Invoice,
     InvoiceState,
     NodeInfo,
@@ -257,6 +258,16 @@ class SimnetNetwork:
     def list_channels(self, node: str) -> list[Channel]:
         with self._read(node) as conn:
             return onchain.list_channels(conn, node)
+
+    def close_channel(self, node: str, channel_point: str, *, cooperative: bool = True) -> str:
+        """Close a channel of ``node`` (cooperatively, or by force from ``node``); both sides
+        are paid on chain at once. Returns the closing txid (see ``onchain.close_channel``)."""
+        with self._write(node) as conn:
+            return onchain.close_channel(conn, node, channel_point, cooperative=cooperative)
+
+    def list_closed_channels(self, node: str) -> list[ClosedChannel]:
+        with self._read(node) as conn:
+            return onchain.list_closed_channels(conn, node)
 
     def fund_onchain(self, node: str, amount_sat: int) -> str:
         """Credit the node's wallet (no fault applies); returns the txid."""

@@ -10,6 +10,7 @@ from lngate.lightning.bolt11 import decode_bolt11
 from lngate.lightning.node import (
     Balances,
     Channel,
+    ClosedChannel,
     DecodedInvoice,
     Invoice,
     InvoiceState,
@@ -159,6 +160,10 @@ class SimnetNode:
     async def list_channels(self) -> list[Channel]:
         await self._enter()
         return self.network.list_channels(self.name)
+
+    async def list_closed_channels(self) -> list[ClosedChannel]:
+        await self._enter()
+        return self.network.list_closed_channels(self.name)
 
     async def close(self) -> None:
         if self._owns_network:

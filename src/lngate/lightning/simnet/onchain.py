@@ -6,7 +6,7 @@ import json
 import sqlite3
 
 from lngate.lightning.errors import InsufficientBalance, InvalidNodeRequest
-from lngate.lightning.node import Balances, Channel, OnchainTx
+from lngate.lightning.node import Balances, Channel, ClosedChannel, CloseType, OnchainTx
 from lngate.lightning.simnet import keys
 from lngate.lightning.simnet.store import block_height, mine_block
 
@@ -206,6 +206,81 @@ def list_channels(conn: sqlite3.Connection, node: str) -> list[Channel]:
             )
         )
     return channels
+
+
+def close_channel(
+    conn: sqlite3.Connection, node: str, point: str, *, cooperative: bool = True
+) -> str:
+    """Close a channel of ``node`` in one block; returns the closing txid.
+
+    Each side's balance (whole satoshis; below the dust limit it is trimmed, as on chain) is
+    paid out by one closing transaction that costs no fee here. Cooperatively, a side with an
+    upfront shutdown address is paid to that address (to the simnet wallet that owns it, if
+    any, else out of the simulated network: a cold address), the other side to a fresh address
+    of its own wallet. A force close pays both sides to their own wallets at once (the CSV
+    delay is not simulated; the closer's side is reported time-locked, as lnd does)."""
+    row = conn.execute(
+        "SELECT node_a, node_b, balance_a_msat, balance_b_msat, pending_a_msat, pending_b_msat,"
+        " close_address_a, close_address_b FROM channels WHERE channel_point = ?",
+        (point,),
+    ).fetchone()
+    if row is None or node not in (row[0], row[1]):
+        raise InvalidNodeRequest(f"{node} has no open channel {point[:80]!r}")
+    node_a, node_b, bal_a, bal_b, pend_a, pend_b, close_a, close_b = row
+    if pend_a or pend_b:
+        raise InvalidNodeRequest(f"channel {point} has HTLCs in flight")
+    txid = keys.new_txid()
+    height = mine_block(conn)
+    sides = ((node_a, bal_a, close_a), (node_b, bal_b, close_b))
+    for side, balance_msat, upfront in sides:
+        sat = balance_msat // 1000
+        address: str | None = None
+        if sat >= DUST_LIMIT_SAT:
+            address = upfront if cooperative and upfront else new_address(conn, side)
+            _pay_out(conn, txid, address, sat, height)
+        else:
+            sat = 0
+        if cooperative:
+            kind, locked = CloseType.COOPERATIVE, 0
+        elif side == node:
+            kind, locked = CloseType.LOCAL_FORCE, sat
+        else:
+            kind, locked = CloseType.REMOTE_FORCE, 0
+        conn.execute(
+            "INSERT INTO closed_channels (node, channel_point, closing_txid, close_type,"
+            " settled_sat, time_locked_sat, close_address) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (side, point, txid, kind.value, sat, locked, address),
+        )
+    conn.execute("DELETE FROM channels WHERE channel_point = ?", (point,))
+    return txid
+
+
+def _pay_out(conn: sqlite3.Connection, txid: str, address: str, sat: int, height: int) -> None:
+    """A closing transaction output: the simnet wallet owning ``address`` (if any) gets it."""
+    owner = conn.execute("SELECT node FROM addresses WHERE address = ?", (address,)).fetchone()
+    if owner is None:
+        return  # an address outside the simulated network (a cold wallet's)
+    conn.execute("UPDATE nodes SET onchain_sat = onchain_sat + ? WHERE name = ?", (sat, owner[0]))
+    _record_tx(conn, txid, str(owner[0]), sat, 0, height, (address,))
+
+
+def list_closed_channels(conn: sqlite3.Connection, node: str) -> list[ClosedChannel]:
+    rows = conn.execute(
+        "SELECT channel_point, closing_txid, close_type, settled_sat, time_locked_sat,"
+        " close_address FROM closed_channels WHERE node = ? ORDER BY id",
+        (node,),
+    ).fetchall()
+    return [
+        ClosedChannel(
+            channel_point=point,
+            closing_txid=txid,
+            close_type=CloseType(kind),
+            settled_balance_sat=settled,
+            time_locked_balance_sat=locked,
+            close_address=address,
+        )
+        for point, txid, kind, settled, locked, address in rows
+    ]
 
 
 def balances(conn: sqlite3.Connection, node: str) -> Balances:

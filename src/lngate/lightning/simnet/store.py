@@ -47,6 +47,16 @@ _SCHEMA = (
         close_address_a TEXT, close_address_b TEXT,
         CHECK (balance_a_msat + balance_b_msat + pending_a_msat + pending_b_msat
                = capacity_sat * 1000))""",
+    """CREATE TABLE IF NOT EXISTS closed_channels (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        node TEXT NOT NULL REFERENCES nodes(name),
+        channel_point TEXT NOT NULL,
+        closing_txid TEXT NOT NULL,
+        close_type TEXT NOT NULL,
+        settled_sat INTEGER NOT NULL CHECK (settled_sat >= 0),
+        time_locked_sat INTEGER NOT NULL CHECK (time_locked_sat >= 0),
+        close_address TEXT,
+        UNIQUE (node, channel_point))""",
     """CREATE TABLE IF NOT EXISTS invoices (
         payment_hash BLOB PRIMARY KEY,
         node TEXT NOT NULL REFERENCES nodes(name),
