@@ -12,7 +12,7 @@ from lngate.bootstrap import Core, open_core
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.lightning import errors as node_errors
-from lngate.lightning.simnet import SimnetNode
+from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.services.reconciliation import check_ledger
 from lngate.workers.invoice_watcher import InvoiceWatcher
 from tests.conftest import LiveServer, funded_user
@@ -185,3 +185,53 @@ async def test_deposits_paid_while_the_watcher_was_down_are_credited_once(core: 
             assert await available_msat(c) == 6_000
             assert again.credited == 0
     assert core.read_sync(check_ledger).ok
+
+
+async def test_a_settlement_found_by_the_expiry_poll_does_not_move_the_resume_point(
+    config: Config,
+) -> None:
+    """The poll may find a later settlement first; a watcher started afterwards must still get
+    the earlier one from the stream."""
+    limits = dataclasses.replace(config.limits, invoice_expiry_s=1)
+    short = open_core(dataclasses.replace(config, limits=limits))
+    short.start_writer()
+    long_lived = open_core(config)
+    long_lived.start_writer()
+    try:
+        network = SimnetNetwork(config.simnet_dir)
+        node = SimnetNode(network)
+        from lngate.services.deposits import create_deposit
+
+        alice = funded_user(long_lived, "alice")
+        early = await create_deposit(long_lived, node, alice.user_id, 5_000)
+        brief = await create_deposit(short, node, alice.user_id, 6_000)
+        pay_from_wallet(config.simnet_dir, "carol", early["bolt11"])
+        pay_from_wallet(config.simnet_dir, "carol", brief["bolt11"])
+        await asyncio.sleep(2.1)  # BOLT 11 seconds: the brief one is past its expiry
+        poller = InvoiceWatcher(long_lived, node, expiry_grace_s=0)
+        assert await poller.sweep_once() == 1  # credits the brief deposit only
+        watcher = InvoiceWatcher(long_lived, SimnetNode(network))
+        stop = asyncio.Event()
+        task = asyncio.create_task(watcher.run(stop))
+
+        def balance() -> int:
+            from lngate.store.ledger import get_account
+            from lngate.store.users import user_by_id
+
+            def read(tx):  # type: ignore[no-untyped-def]
+                user = user_by_id(tx, alice.user_id)
+                return get_account(tx, user.account_id).balance.available_msat
+
+            return int(long_lived.read_sync(read))
+
+        for _ in range(200):
+            if balance() == 11_000:
+                break
+            await asyncio.sleep(0.02)
+        stop.set()
+        await task
+        assert balance() == 11_000
+        network.close()
+    finally:
+        short.close()
+        long_lived.close()

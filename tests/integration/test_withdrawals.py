@@ -318,3 +318,41 @@ async def test_two_workers_never_send_one_withdrawal_twice(core: Core) -> None:
                 paid = net.lookup_invoice("carol" if i % 2 else "dave", decoded.payment_hash)
                 assert paid.amount_paid_msat == decoded.amount_msat  # paid once, not twice
     assert core.read_sync(check_ledger).ok
+
+
+async def test_a_failure_of_an_older_attempt_never_releases_the_hold(core: Core) -> None:
+    """Two workers both found the payment unknown; one sent it again. The first attempt's
+    failure must not void the hold: the newer attempt may still succeed."""
+    from lngate.domain.withdrawals import WithdrawalStatus
+    from lngate.lightning.simnet import SimnetNode
+    from lngate.services.withdrawal_settlement import fail_op
+    from lngate.services.withdrawals import WithdrawalService
+    from lngate.store import withdrawals as store
+
+    alice = funded_user(core, "alice", FUNDS)
+    simnet = core.config.simnet_dir
+    service = WithdrawalService(core, SimnetNode(SimnetNetwork(simnet)))
+    body = await service.request(
+        alice.user_id,
+        bolt11=wallet_invoice(simnet, "carol", 10_000),
+        lightning_address=None,
+        amount_msat=None,
+        idempotency=("k", "h"),
+    )
+    wid = body["id"]
+    assert core.write_sync(
+        lambda tx: store.move(tx, wid, WithdrawalStatus.APPROVED, WithdrawalStatus.SENDING)
+    )
+    first = core.read_sync(lambda tx: store.by_id(tx, wid))
+    assert first is not None and first.attempts == 1
+    assert core.write_sync(lambda tx: store.next_attempt(tx, wid, 1))  # worker B wins attempt 2
+    assert not core.write_sync(lambda tx: store.next_attempt(tx, wid, 1))  # C loses it
+    assert core.write_sync(fail_op(first, "attempt 1 failed")) is False  # stale: no release
+    still = core.read_sync(lambda tx: store.by_id(tx, wid))
+    assert still is not None and still.status is WithdrawalStatus.SENDING
+    held = core.read_sync(
+        lambda tx: tx.scalar("SELECT hold_state FROM transfers WHERE id = :i", {"i": still.hold_id})
+    )
+    assert held == "pending"
+    assert core.write_sync(fail_op(still, "attempt 2 failed")) is True
+    assert core.read_sync(check_ledger).ok

@@ -227,16 +227,6 @@ def exchange_payments(network: Network, payment_hash_hex: str) -> list[dict[str,
     return [p for p in listed.get("payments", []) if p["payment_hash"] == payment_hash_hex]
 
 
-def all_exchange_payments(network: Network) -> list[dict[str, Any]]:
-    listed = network.rest(
-        "exchange",
-        "GET",
-        "/v1/payments",
-        params={"include_incomplete": "true", "max_payments": "10000", "reversed": "true"},
-    )
-    return list(listed.get("payments", []))
-
-
 def exchange_channel_balance(network: Network) -> dict[str, int]:
     """The exchange's channel balances in msat (its admin REST ``/v1/balance/channels``)."""
     raw = network.rest("exchange", "GET", "/v1/balance/channels")

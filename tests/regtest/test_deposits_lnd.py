@@ -280,3 +280,55 @@ async def test_a_deposit_over_http_is_credited_and_announced_live(
             account = (await c.get("/v1/account")).json()
             assert account["available_msat"] == 30_000
     assert core.read_sync(check_ledger).ok
+
+
+@pytest.fixture
+def second_core(config: Config) -> Iterator[Core]:
+    """Another lngate process over the same database, issuing deposits that expire in 5 s."""
+    limits = dataclasses.replace(config.limits, invoice_expiry_s=5)
+    c = open_core(dataclasses.replace(config, limits=limits))
+    c.start_writer()
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_sweep_ahead_of_the_stream_makes_no_later_watcher_skip_a_settlement(
+    core: Core, second_core: Core, node: LndNode, regtest: Network
+) -> None:
+    user = funded_user(core, "ivan")
+    early = await create_deposit(core, node, user.user_id, 5_000, memo="expires in an hour")
+    brief = await create_deposit(second_core, node, user.user_id, 6_000, memo="expires in 5 s")
+    # Nobody watches: bob pays both, the long-lived one first (the lower settle index).
+    await bob_pays(regtest, early["bolt11"])
+    await bob_pays(regtest, brief["bolt11"])
+    expires_at_s = deposit_row(core, brief["payment_hash"]).expires_at_ms / 1000
+    await asyncio.to_thread(
+        wait_for,
+        "the short deposit to be past its expiry",
+        lambda: True if time.time() > expires_at_s else None,
+    )
+    # The watcher's expiry sweep runs (its stream down, or not yet started): it finds the
+    # short one settled on lnd and credits it, with its settle index.
+    sweeper = InvoiceWatcher(core, invoice_node(core.config), expiry_grace_s=0)
+    try:
+        assert await sweeper.sweep_once() == 1
+    finally:
+        await sweeper._node.close()
+    assert await available(core, user.user_id) == 6_000
+
+    # A watcher starting now must still credit the earlier settlement (design: "resumes from
+    # the last settle index it processed, so a restart misses nothing").
+    watcher = InvoiceWatcher(core, invoice_node(core.config))
+    try:
+        async with running(watcher.run):
+            await eventually(
+                "the earlier settlement to be credited",
+                lambda: available(core, user.user_id),
+                lambda got: got == 11_000,
+                timeout_s=10,
+            )
+    finally:
+        await watcher._node.close()

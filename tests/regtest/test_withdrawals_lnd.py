@@ -239,6 +239,41 @@ async def test_a_withdrawal_to_bob_pays_once_and_posts_the_right_amounts(
     assert core.read_sync(check_ledger).ok
 
 
+async def test_an_amountless_invoice_and_an_uppercase_qr_invoice_are_paid(
+    core: Core, service: WithdrawalService, regtest: RegtestNetwork
+) -> None:
+    """An amountless invoice of bob's is paid the amount the user asked for; an invoice as
+    wallets scan it from a QR code (``LIGHTNING:LNBCRT...``, upper case) is paid as well."""
+    alice = funded_user(core, "alice", FUNDS)
+    amountless, amountless_hash = await asyncio.to_thread(bob_invoice, regtest, 0, "any")
+    upper, upper_hash = await asyncio.to_thread(bob_invoice, regtest, 21_000, "qr")
+    a = await service.request(
+        alice.user_id,
+        bolt11=amountless,
+        lightning_address=None,
+        amount_msat=17_000,
+        idempotency=(str(uuid.uuid4()), uuid.uuid4().hex),
+    )
+    assert a["status"] == "approved" and a["amount_msat"] == 17_000, a
+    b = await request(service, alice.user_id, "LIGHTNING:" + upper.upper())
+    assert b["status"] == "approved" and b["amount_msat"] == 21_000, b
+    async with payment_worker(core):
+        done = [await until_status(core, x["id"], FINISHED) for x in (a, b)]
+    assert [d.status for d in done] == [WithdrawalStatus.SUCCEEDED] * 2, done
+    for d, payment_hash, amount in zip(
+        done, (amountless_hash, upper_hash), (17_000, 21_000), strict=True
+    ):
+        on_bob = await asyncio.to_thread(invoice_state, regtest, "bob", payment_hash)
+        assert on_bob["state"] == "SETTLED" and int(on_bob["amt_paid_msat"]) == amount
+        assert d.routing_fee_msat is not None
+    spent = sum(d.amount_msat + (d.routing_fee_msat or 0) + d.exchange_fee_msat for d in done)
+    assert await available(core, alice.user_id) == FUNDS - spent
+    assert node_account_balance(core).credits_posted_msat == sum(
+        d.amount_msat + (d.routing_fee_msat or 0) for d in done
+    )
+    assert core.read_sync(check_ledger).ok
+
+
 def unroutable_invoice(amount_msat: int) -> tuple[str, str]:
     """An invoice signed by a random key: a node nobody knows, so there is no route."""
     payment_hash = hashlib.sha256(os.urandom(32)).digest()
@@ -417,21 +452,36 @@ async def test_an_invoice_of_another_user_is_settled_internally_and_cancelled_on
             )
             assert on_lnd["state"] == "CANCELED" and int(on_lnd["amt_paid_msat"]) == 0
 
+            # An amountless deposit invoice: settled internally for the amount alice gives.
+            any_amount = await create_deposit(core, api_node, bea.user_id, None)
+            w2 = await service.request(
+                alice.user_id,
+                bolt11=any_amount["bolt11"],
+                lightning_address=None,
+                amount_msat=15_000,
+                idempotency=(str(uuid.uuid4()), uuid.uuid4().hex),
+            )
+            assert w2["status"] == "succeeded" and w2["internal"] is True, w2
+            assert await available(core, bea.user_id) == 85_000
+            settled = core.read_sync(lambda tx: deposits.by_hash(tx, any_amount["payment_hash"]))
+            assert settled is not None and settled.amount_paid_msat == 15_000
+
             # A sentinel deposit paid by bob: once it is credited the watcher has seen
-            # everything before it, and bea was credited once for the internal one.
+            # everything before it, and bea was credited once for each internal one.
             sentinel = await create_deposit(core, api_node, bea.user_id, 2_000)
             paid = await asyncio.to_thread(pay, regtest, "bob", sentinel["bolt11"])
             assert paid["status"] == "SUCCEEDED", paid
             await eventually(
                 "the sentinel deposit to be credited",
                 lambda: available(core, bea.user_id),
-                lambda got: got == 72_000,
+                lambda got: got == 87_000,
             )
     finally:
         await watcher._node.close()
     assert node_account_balance(core).credits_posted_msat == 0  # nothing left the node
     types = [e.type for e in core.read_sync(lambda tx: events.after(tx, bea.user_id, 0))]
-    assert types == ["deposit.settled", "deposit.settled"]
+    assert types == ["deposit.settled"] * 3
+    assert await available(core, alice.user_id) == FUNDS - 85_000
     assert core.read_sync(check_ledger).ok
 
 
@@ -481,7 +531,7 @@ async def test_internal_settlement_is_refused_once_bob_paid_the_invoice(
 
 # --- the worker SIGKILLed at its crash points --------------------------------------------------
 
-CRASH_USERS = 12  # 3 withdrawals each: nobody reaches the cap on payments in flight
+CRASH_USERS = 16  # 3 withdrawals each: nobody reaches the cap on payments in flight
 CRASHPOINTS = "before_claim:0.02,after_sending_recorded:0.15,after_node_answered:0.15"
 CRASH_DEADLINE_S = 120
 HOLD_RESOLVE_AFTER_S = 1.5  # a held HTLC is decided after a worker crash, or after this
@@ -499,7 +549,7 @@ class Planned:
 
 
 def crash_plan(regtest: RegtestNetwork, rng: random.Random) -> list[Planned]:
-    kinds = ["plain"] * 20 + ["no_route"] * 6 + ["hold_settle"] * 6 + ["hold_cancel"] * 4
+    kinds = ["plain"] * 28 + ["no_route"] * 8 + ["hold_settle"] * 7 + ["hold_cancel"] * 5
     rng.shuffle(kinds)
     plan = []
     for kind in kinds:
@@ -579,7 +629,6 @@ def decide_held(regtest: RegtestNetwork, plan: list[Planned], crashes: int) -> N
             p.resolved = True
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_the_worker_survives_sigkill_on_lnd(
     core: Core, service: WithdrawalService, regtest: RegtestNetwork, tmp_path: Path
 ) -> None:

@@ -137,14 +137,16 @@ async def _cancel_quietly(node: Node, payment_hash: bytes) -> None:
         log.warning("could not cancel invoice %s", payment_hash.hex())
 
 
-def credit_settled_op(invoice: Invoice, node_account_id: int) -> Any:
-    """The write that credits a settled invoice's deposit (once) and advances the cursor."""
+def credit_settled_op(invoice: Invoice, node_account_id: int, *, from_stream: bool) -> Any:
+    """The write that credits a settled invoice's deposit (once). Only the invoice stream, which
+    delivers settlements in settle-index order, advances the resume cursor: a settlement found
+    any other way (the expiry poll) may lie ahead of ones the stream has not delivered yet."""
     assert invoice.state is InvoiceState.SETTLED
     payment_hash = invoice.payment_hash.hex()
     paid_msat = invoice.amount_paid_msat
 
     def op(tx: Tx) -> bool:
-        if invoice.settle_index:
+        if from_stream and invoice.settle_index:
             deposits.advance_cursor(tx, SETTLE_CURSOR, invoice.settle_index)
         deposit = deposits.by_hash(tx, payment_hash)
         if deposit is None:

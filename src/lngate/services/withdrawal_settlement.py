@@ -129,11 +129,19 @@ def succeed_op(
 
 
 def fail_op(w: Withdrawal, reason: str) -> Callable[[Tx], bool]:
-    """sending -> failed: only for a payment that can no longer succeed. Voids every hold."""
+    """sending -> failed: only for a payment that can no longer succeed, and only if ``w``'s
+    attempt is still the latest (another worker may have sent it again since). Voids every
+    hold."""
 
     def op(tx: Tx) -> bool:
         if not store.finish(
-            tx, w.id, WithdrawalStatus.FAILED, routing_fee_msat=None, preimage_hex=None, note=reason
+            tx,
+            w.id,
+            WithdrawalStatus.FAILED,
+            routing_fee_msat=None,
+            preimage_hex=None,
+            note=reason,
+            attempt=w.attempts,
         ):
             return False
         _void(tx, w.hold_id)
@@ -196,7 +204,13 @@ def refuse_internal_op(w: Withdrawal, reason: str) -> Callable[[Tx], bool]:
         if not store.move(tx, w.id, WithdrawalStatus.REQUESTED, WithdrawalStatus.SENDING):
             return False
         assert store.finish(
-            tx, w.id, WithdrawalStatus.FAILED, routing_fee_msat=None, preimage_hex=None, note=reason
+            tx,
+            w.id,
+            WithdrawalStatus.FAILED,
+            routing_fee_msat=None,
+            preimage_hex=None,
+            note=reason,
+            attempt=w.attempts + 1,  # the move to sending above counted one
         )
         _void(tx, w.hold_id)
         _announce(tx, w.id, "withdrawal.failed")

@@ -174,15 +174,20 @@ def finish(
     routing_fee_msat: int | None,
     preimage_hex: str | None,
     note: str,
+    attempt: int | None = None,
 ) -> bool:
-    """sending -> succeeded | failed, exactly once."""
+    """sending -> succeeded | failed, exactly once. A failure names the ``attempt`` it is about:
+    it only counts while that is still the latest attempt (a newer one may yet succeed)."""
     assert to_status in (WithdrawalStatus.SUCCEEDED, WithdrawalStatus.FAILED)
+    assert to_status is WithdrawalStatus.SUCCEEDED or attempt is not None
     t = now_ms()
+    latest = "" if attempt is None else " AND attempts = :attempt"
     return (
         tx.execute(
             "UPDATE withdrawals SET status = :to, routing_fee_msat = :f, preimage = :p, note = :n, "
-            "updated_at_ms = :t, finished_at_ms = :t WHERE id = :id AND status = :sending",
+            "updated_at_ms = :t, finished_at_ms = :t WHERE id = :id AND status = :sending" + latest,
             {
+                "attempt": attempt,
                 "to": to_status.value,
                 "f": routing_fee_msat,
                 "p": preimage_hex,
@@ -231,8 +236,19 @@ def take_lock(tx: Tx, name: str) -> None:
     assert taken == 1, f"lock row {name!r} is missing"
 
 
-def bump_attempts(tx: Tx, withdrawal_id: str) -> None:
-    tx.execute(
-        "UPDATE withdrawals SET attempts = attempts + 1, updated_at_ms = :t WHERE id = :id",
-        {"t": now_ms(), "id": withdrawal_id},
+def next_attempt(tx: Tx, withdrawal_id: str, seen_attempts: int) -> bool:
+    """Claim the right to send again: only one worker wins each attempt number, so two workers
+    that both found the payment unknown to the node never both send it."""
+    return (
+        tx.execute(
+            "UPDATE withdrawals SET attempts = attempts + 1, updated_at_ms = :t "
+            "WHERE id = :id AND status = :sending AND attempts = :seen",
+            {
+                "t": now_ms(),
+                "id": withdrawal_id,
+                "sending": WithdrawalStatus.SENDING.value,
+                "seen": seen_attempts,
+            },
+        )
+        == 1
     )

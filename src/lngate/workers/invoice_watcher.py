@@ -45,8 +45,10 @@ class InvoiceWatcher:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def handle(self, invoice: Invoice) -> None:
+        """One update from the invoice stream."""
         if invoice.state is InvoiceState.SETTLED:
-            if await self._core.write(credit_settled_op(invoice, self._node_account)):
+            op = credit_settled_op(invoice, self._node_account, from_stream=True)
+            if await self._core.write(op):
                 self.credited += 1
         elif invoice.state is InvoiceState.CANCELED:
             expired = time.time() >= invoice.expires_at
@@ -84,7 +86,8 @@ class InvoiceWatcher:
         for deposit in due:
             invoice = await self._node.lookup_invoice(bytes.fromhex(deposit.payment_hash))
             if invoice.state is InvoiceState.SETTLED:
-                changed += await self._core.write(credit_settled_op(invoice, self._node_account))
+                op = credit_settled_op(invoice, self._node_account, from_stream=False)
+                changed += await self._core.write(op)
             elif invoice.state in (InvoiceState.OPEN, InvoiceState.CANCELED):
                 # Past expiry the node refuses payment; an HTLC held (ACCEPTED) still may settle.
                 changed += await self._core.write(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import replace
 
 from lngate.bootstrap import Core
 from lngate.domain.errors import NodeError
@@ -135,6 +136,10 @@ class PaymentWorker:
                     await self._internal.settle_internally(w)  # a crash interrupted it
         except NodeError as exc:
             log.warning("withdrawal %s: node error %s; will ask again", w.id, exc)
+        except Exception:
+            # Nothing was decided: the withdrawal keeps its status and hold, and is picked up
+            # again next round. Logged loudly, because it is a bug or a database outage.
+            log.exception("withdrawal %s: unexpected error; will try again", w.id)
         finally:
             self._busy.discard(w.id)
 
@@ -225,8 +230,9 @@ class PaymentWorker:
             reason = refused or "the invoice expired before it could be paid"
             await self._core.write(fail_op(w, reason))
         elif w.attempts < MAX_SEND_ATTEMPTS:
-            await self._core.write(lambda tx: store.bump_attempts(tx, w.id))
-            await self._pay(w)
+            # Only the worker that wins this attempt number sends; the loser's view is stale.
+            if await self._core.write(lambda tx: store.next_attempt(tx, w.id, w.attempts)):
+                await self._pay(replace(w, attempts=w.attempts + 1))
         else:
             log.error("withdrawal %s: unknown to the node after %d attempts", w.id, w.attempts)
 
