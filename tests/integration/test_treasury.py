@@ -25,10 +25,15 @@ from lngate.domain.treasury import (
     TreasuryPolicy,
     sweep_amount_sat,
 )
-from lngate.lightning.node import Network
+from lngate.lightning.node import CloseType, Network
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
+from lngate.lightning.simnet.cli import app as simnet_app
+from lngate.lightning.simnet.onchain import FUNDING_TX_VSIZE_VBYTES
 from lngate.services.reconciliation import check_ledger
+from lngate.services.solvency import reconcile
 from lngate.services.treasury import (
+    BookedClose,
+    book_closed_channels,
     import_cold,
     list_channels,
     open_channel_to_cold,
@@ -383,6 +388,171 @@ async def test_status_reports_the_hot_float_and_cold_totals(
     assert (after["cold"]["addresses_used"], after["cold"]["addresses_free"]) == (1, 4)
     assert after["cold"]["swept_sat"] == result.amount_sat
     assert after["channels"]["local_msat"] > 0
+
+
+# -- channel closes ----------------------------------------------------------------------------
+
+
+def _transfer_count(core: Core) -> int:
+    return int(core.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM transfers")))
+
+
+async def _shortfall_msat(core: Core, node: SimnetNode) -> int:
+    return int((await reconcile(core, node))["shortfall_msat"])
+
+
+async def test_a_cooperative_close_to_cold_is_booked_node_to_cold_once(
+    tcore: Core, network: SimnetNetwork
+) -> None:
+    await _import(tcore)
+    node = SimnetNode(network)
+    worker = TreasuryWorker(tcore, node)
+    accounts = tcore.system_accounts
+    node_id, cold_id = accounts["node"], accounts["cold"]
+    fee_id = accounts["onchain_fee_expense"]
+    shortfall_before_open = await _shortfall_msat(tcore, node)
+
+    opened = await open_channel_to_cold(tcore, node, "carol", 200_000)
+    assert await worker.book_once() == []  # open: only the funding fee is booked
+    funding_txid = opened.channel_point.split(":")[0]
+    fee_sat = FUNDING_TX_VSIZE_VBYTES * 1  # simnet funds channels at 1 sat/vB
+    assert _transfer(tcore, f"channel_fee:{funding_txid}") == (fee_id, node_id, fee_sat * 1000)
+    # The open moved node funds from on chain into the channel and paid a booked fee.
+    shortfall_open = await _shortfall_msat(tcore, node)
+    assert shortfall_open == shortfall_before_open
+    onchain_sat = network.balances("exchange").onchain_confirmed_sat
+
+    closing_txid = network.close_channel("exchange", opened.channel_point)
+
+    (closed,) = [c for c in await node.list_closed_channels() if c.closing_txid == closing_txid]
+    assert closed.channel_point == opened.channel_point
+    assert closed.close_type is CloseType.COOPERATIVE
+    assert (closed.settled_balance_sat, closed.close_address) == (200_000, COLD[0])
+    # Paid to cold: the node's wallet did not get it, and the channel is gone.
+    assert network.balances("exchange").onchain_confirmed_sat == onchain_sat
+    assert opened.channel_point not in {c.channel_id for c in await node.list_channels()}
+    # Unbooked, the close looks like a loss of our channel balance.
+    assert await _shortfall_msat(tcore, node) == shortfall_open + 200_000 * 1000
+
+    booked = await worker.book_once()
+
+    assert booked == [BookedClose(opened.channel_point, closing_txid, COLD[0], 200_000)]
+    # node -> cold: debit cold, credit node (the signs of a sweep).
+    assert _transfer(tcore, f"close:{closing_txid}") == (cold_id, node_id, 200_000 * 1000)
+    assert _net_debit_msat(tcore, AccountKind.COLD) == 200_000 * 1000
+    row = tcore.read_sync(lambda tx: store.by_address(tx, COLD[0]))
+    assert row is not None and row.used_at_ms is not None
+    assert (row.close_txid, row.close_amount_sat) == (closing_txid, 200_000)
+    assert (row.channel_point, row.funding_fee_sat) == (opened.channel_point, fee_sat)
+    # Nothing was lost: the assets moved from the node to cold.
+    assert await _shortfall_msat(tcore, node) == shortfall_before_open
+
+    transfers = _transfer_count(tcore)
+    assert await book_closed_channels(tcore, node) == []
+    assert await worker.book_once() == []
+    assert _transfer_count(tcore) == transfers
+    assert _net_debit_msat(tcore, AccountKind.COLD) == 200_000 * 1000
+    assert tcore.read_sync(check_ledger).ok
+
+    status = (await treasury_status(tcore, node)).as_json()
+    assert status["cold"]["channel_closes"] == 1
+    assert status["cold"]["channel_closes_sat"] == 200_000
+    assert status["cold"]["channel_funding_fees_sat"] == fee_sat
+    assert status["cold"]["ledger_balance_msat"] == 200_000 * 1000
+    assert status["channel_closes"] == [
+        {
+            "channel_point": opened.channel_point,
+            "closing_txid": closing_txid,
+            "address": COLD[0],
+            "amount_sat": 200_000,
+        }
+    ]
+
+
+async def test_concurrent_bookings_of_a_close_book_it_once(
+    tcore: Core, network: SimnetNetwork
+) -> None:
+    await _import(tcore)
+    node = SimnetNode(network)
+    opened = await open_channel_to_cold(tcore, node, "dave", 300_000, push_sat=100_000)
+    closing_txid = network.close_channel("dave", opened.channel_point)  # the peer closes
+
+    results = await asyncio.gather(*(book_closed_channels(tcore, node) for _ in range(4)))
+
+    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
+    accounts = tcore.system_accounts
+    expected = (accounts["cold"], accounts["node"], 200_000 * 1000)
+    assert _transfer(tcore, f"close:{closing_txid}") == expected
+    assert _net_debit_msat(tcore, AccountKind.COLD) == 200_000 * 1000
+    # dave's side went to dave's own wallet.
+    (daves,) = [c for c in network.list_closed_channels("dave") if c.closing_txid == closing_txid]
+    assert daves.settled_balance_sat == 100_000 and daves.close_address is not None
+    paid = [t for t in network.list_onchain_transactions("dave") if t.txid == closing_txid]
+    assert [(t.amount_sat, t.addresses) for t in paid] == [(100_000, (daves.close_address,))]
+
+
+async def test_force_closes_and_channels_lngate_did_not_open_are_not_booked_to_cold(
+    tcore: Core, network: SimnetNetwork
+) -> None:
+    await _import(tcore)
+    node = SimnetNode(network)
+    opened = await open_channel_to_cold(tcore, node, "carol", 200_000)
+    await TreasuryWorker(tcore, node).book_once()  # the funding fee
+    shortfall = await _shortfall_msat(tcore, node)
+    onchain_sat = network.balances("exchange").onchain_confirmed_sat
+    default = [c for c in await node.list_channels() if c.channel_id != opened.channel_point]
+    assert len(default) == 1  # the exchange<->hub channel of the default topology
+    transfers = _transfer_count(tcore)
+
+    forced_txid = network.close_channel("exchange", opened.channel_point, cooperative=False)
+    network.close_channel("exchange", default[0].channel_id)  # cooperative, no close address
+
+    closed = {c.channel_point: c for c in await node.list_closed_channels()}
+    forced = closed[opened.channel_point]
+    assert (forced.closing_txid, forced.close_type) == (forced_txid, CloseType.LOCAL_FORCE)
+    assert forced.settled_balance_sat == forced.time_locked_balance_sat == 200_000
+    assert forced.close_address != COLD[0]
+    assert closed[default[0].channel_id].close_type is CloseType.COOPERATIVE
+    # Both paid the node's own wallet: nothing to book to cold.
+    local_sat = 200_000 + default[0].local_balance_msat // 1000
+    assert network.balances("exchange").onchain_confirmed_sat == onchain_sat + local_sat
+    assert await book_closed_channels(tcore, node) == []
+    assert _transfer_count(tcore) == transfers
+    row = tcore.read_sync(lambda tx: store.by_address(tx, COLD[0]))
+    assert row is not None and row.close_txid is None
+    assert await _shortfall_msat(tcore, node) == shortfall
+
+
+async def test_the_worker_loop_books_a_close(tcore: Core, network: SimnetNetwork) -> None:
+    await _import(tcore)
+    node = SimnetNode(network)
+    opened = await open_channel_to_cold(tcore, node, "carol", 100_000)
+    worker = TreasuryWorker(tcore, node)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    closing_txid = network.close_channel("carol", opened.channel_point)
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while worker.closes_booked < 1:
+        assert asyncio.get_running_loop().time() < deadline, "the close was not booked"
+        await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(task, WAIT_S)
+    assert _transfer(tcore, f"close:{closing_txid}") is not None
+
+
+def test_the_simnet_cli_closes_a_channel(tmp_path: Path) -> None:
+    with SimnetNetwork(tmp_path / "simnet") as net:
+        point = net.open_channel("exchange", "carol", 100_000, close_address=COLD[3])
+    runner = CliRunner()
+    args = ["close-channel", "exchange", point, "--data-dir", str(tmp_path)]
+    result = runner.invoke(simnet_app, args)
+    assert result.exit_code == 0, result.output
+    closing_txid = result.output.strip()
+    with SimnetNetwork(tmp_path / "simnet") as net:
+        (closed,) = net.list_closed_channels("exchange")
+    assert (closed.closing_txid, closed.close_address) == (closing_txid, COLD[3])
+    again = runner.invoke(simnet_app, args)
+    assert again.exit_code == 1 and "no open channel" in again.output
 
 
 # -- configuration and CLI -------------------------------------------------------------------

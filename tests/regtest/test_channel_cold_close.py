@@ -3,7 +3,9 @@ script (BOLT 2 ``option_upfront_shutdown_script``), and a cooperative close pays
 
 The cold addresses are derived from a tpub generated here with embit (watch-only: lngate only
 sees the tpub). The close and the closing transaction are observed from outside lngate: lnd's
-REST API (``GET /v1/channels``, ``DELETE /v1/channels/{txid}/{index}``) and btcd's RPC.
+REST API (``GET /v1/channels``, ``DELETE /v1/channels/{txid}/{index}``) and btcd's RPC. lngate
+then books what moved, checked against btcd: the funding fee (node -> on-chain fee expense) and,
+once lnd counts the close final, our side of the channel (node -> cold).
 """
 
 from __future__ import annotations
@@ -28,8 +30,14 @@ from lngate.config import Config
 from lngate.lightning.lnd import LndNode
 from lngate.lightning.node import Network as ChainNetwork
 from lngate.regtest import Network
-from lngate.services.treasury import import_cold, open_channel_to_cold
+from lngate.services.treasury import (
+    BookedClose,
+    book_closed_channels,
+    import_cold,
+    open_channel_to_cold,
+)
 from lngate.store import treasury as store
+from lngate.workers.treasury import TreasuryWorker
 
 pytestmark = pytest.mark.regtest
 
@@ -122,6 +130,28 @@ def output_addresses(regtest: Network, txid: str) -> dict[str, int]:
     return outputs
 
 
+def tx_fee_sat(regtest: Network, txid: str) -> int:
+    """A transaction's fee as btcd sees it: its inputs' values less its outputs'."""
+
+    def outputs_btc(txid: str) -> list[Decimal]:
+        raw = regtest.btcd_rpc("getrawtransaction", [txid, 1])
+        return [Decimal(str(vout["value"])) for vout in raw["vout"]]
+
+    vin = regtest.btcd_rpc("getrawtransaction", [txid, 1])["vin"]
+    inputs_btc = sum(outputs_btc(i["txid"])[i["vout"]] for i in vin)
+    return int((inputs_btc - sum(outputs_btc(txid))) * 100_000_000)
+
+
+def transfer(core: Core, transfer_id: str) -> tuple[int, int, int] | None:
+    row = core.read_sync(
+        lambda tx: tx.one(
+            "SELECT debit_account_id, credit_account_id, amount_msat FROM transfers WHERE id = :i",
+            {"i": transfer_id},
+        )
+    )
+    return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+
+
 async def test_a_cooperative_close_pays_the_cold_address(regtest: Network, core: Core) -> None:
     exchange, bob = regtest.nodes["exchange"], regtest.nodes["bob"]
     node = LndNode.from_files(
@@ -146,30 +176,62 @@ async def test_a_cooperative_close_pays_the_cold_address(regtest: Network, core:
         assert ours and ours[0].close_address == cold[0]
         row = core.read_sync(lambda tx: store.by_address(tx, cold[0]))
         assert row is not None and row.channel_point == opened.channel_point
+
+        # The funding transaction is confirmed: its fee is booked, as btcd reckons it.
+        funding_txid = opened.channel_point.split(":")[0]
+        assert await TreasuryWorker(core, node).book_once() == []  # no close yet
+        accounts = core.system_accounts
+        fee_sat = tx_fee_sat(regtest, funding_txid)
+        assert fee_sat > 0
+        assert transfer(core, f"channel_fee:{funding_txid}") == (
+            accounts["onchain_fee_expense"],
+            accounts["node"],
+            fee_sat * 1000,
+        )
+
+        closing_txid = close_cooperatively(regtest, opened.channel_point)
+        outputs = wait_for(
+            "the closing transaction in btcd",
+            lambda: output_addresses(regtest, closing_txid) or None,
+        )
+        # lnd 0.21 scales the confirmations it waits for before a close counts (3 here): 6 is
+        # past it.
+        regtest.mine(6)
+
+        assert cold[0] in outputs, outputs
+        # All of the channel is ours (nothing was pushed): the cold output is the capacity less
+        # the closing fee (and, on an anchor channel, the anchors).
+        assert CHANNEL_SAT - 10_000 < outputs[cold[0]] < CHANNEL_SAT
+        closed = wait_for(
+            "lnd to record the close",
+            lambda: (
+                [
+                    c
+                    for c in regtest.rest("exchange", "GET", "/v1/channels/closed").get(
+                        "channels", []
+                    )
+                    if c["channel_point"] == opened.channel_point
+                ]
+                or None
+            ),
+        )
+        assert closed[0]["closing_tx_hash"] == closing_txid
+
+        # lngate books exactly what btcd shows on the cold output, once.
+        booked = await book_closed_channels(core, node)
+        assert booked == [
+            BookedClose(opened.channel_point, closing_txid, cold[0], outputs[cold[0]])
+        ]
+        assert transfer(core, f"close:{closing_txid}") == (
+            accounts["cold"],
+            accounts["node"],
+            outputs[cold[0]] * 1000,
+        )
+        row = core.read_sync(lambda tx: store.by_address(tx, cold[0]))
+        assert row is not None
+        assert (row.close_txid, row.close_amount_sat) == (closing_txid, outputs[cold[0]])
+        assert row.funding_fee_sat == fee_sat
+        assert await book_closed_channels(core, node) == []
+        assert await TreasuryWorker(core, node).book_once() == []
     finally:
         await node.close()
-
-    closing_txid = close_cooperatively(regtest, opened.channel_point)
-    outputs = wait_for(
-        "the closing transaction in btcd",
-        lambda: output_addresses(regtest, closing_txid) or None,
-    )
-    # lnd 0.21 scales the confirmations it waits for before a close counts (3 here): 6 is past it.
-    regtest.mine(6)
-
-    assert cold[0] in outputs, outputs
-    # All of the channel is ours (nothing was pushed): the cold output is the capacity less
-    # the closing fee (and, on an anchor channel, the anchors).
-    assert CHANNEL_SAT - 10_000 < outputs[cold[0]] < CHANNEL_SAT
-    closed = wait_for(
-        "lnd to record the close",
-        lambda: (
-            [
-                c
-                for c in regtest.rest("exchange", "GET", "/v1/channels/closed").get("channels", [])
-                if c["channel_point"] == opened.channel_point
-            ]
-            or None
-        ),
-    )
-    assert closed[0]["closing_tx_hash"] == closing_txid

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -48,8 +49,14 @@ from lngate.lightning.lnd._errors import (
     parse_error_body,
     transport_error,
 )
-from lngate.lightning.lnd._mapping import MalformedResponse, map_payment, network_from_bolt11
+from lngate.lightning.lnd._mapping import (
+    MalformedResponse,
+    map_closed_channel,
+    map_payment,
+    network_from_bolt11,
+)
 from lngate.lightning.node import (
+    CloseType,
     FailureReason,
     Invoice,
     InvoiceState,
@@ -57,6 +64,7 @@ from lngate.lightning.node import (
     Node,
     PaymentStatus,
 )
+from lngate.services.treasury import funding_fee_sat
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "lnd"
 MACAROON_HEX = "0201036c6e6402f801030a10" + "ab" * 20
@@ -953,6 +961,87 @@ async def test_onchain_transactions(lnd: tuple[FakeLnd, LndNode]) -> None:
     assert deposit.amount_sat == 100_000_000
     assert deposit.confirmations == 0
     assert deposit.addresses == ("bcrt1q6rz28mcfaxtmd6v789l9rrlrusdprr9pz3cppk",)
+
+
+async def test_list_closed_channels(lnd: tuple[FakeLnd, LndNode]) -> None:
+    fake, node = lnd
+    fake.on("GET", "/v1/channels/closed", json_answer(body("closedchannels.json")))
+
+    cooperative, forced = await node.list_closed_channels()
+
+    # No filter is sent: lnd then lists every close type.
+    assert fake.requests[0].url.params == httpx.QueryParams()
+    # channel_point and closing_tx_hash are display hex, as lnd's OutPoint/Hash String() give.
+    assert cooperative.channel_point == body("channels.json")["channels"][0]["channel_point"]
+    assert (
+        cooperative.closing_txid
+        == "c1c2c3c4c5c6c7c8c9cacbcccdcecfd0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0"
+    )
+    assert cooperative.close_type is CloseType.COOPERATIVE
+    assert (cooperative.settled_balance_sat, cooperative.time_locked_balance_sat) == (490_512, 0)
+    assert cooperative.close_address is None  # ChannelCloseSummary names no address
+    assert forced.close_type is CloseType.LOCAL_FORCE
+    assert forced.channel_point.endswith(":1")
+    assert (forced.settled_balance_sat, forced.time_locked_balance_sat) == (296_380, 296_380)
+
+
+@pytest.mark.parametrize(
+    ("close_type", "expected"),
+    [
+        ("COOPERATIVE_CLOSE", CloseType.COOPERATIVE),
+        ("LOCAL_FORCE_CLOSE", CloseType.LOCAL_FORCE),
+        ("REMOTE_FORCE_CLOSE", CloseType.REMOTE_FORCE),
+        ("BREACH_CLOSE", CloseType.BREACH),
+        ("FUNDING_CANCELED", CloseType.FUNDING_CANCELED),
+        ("ABANDONED", CloseType.ABANDONED),
+        ("SPLICE_CLOSE", CloseType.UNKNOWN),  # a kind newer than this code
+        (None, CloseType.UNKNOWN),  # never a guess of cooperative
+    ],
+)
+def test_close_types(close_type: str | None, expected: CloseType) -> None:
+    summary = copy.deepcopy(body("closedchannels.json")["channels"][0])
+    if close_type is None:
+        del summary["close_type"]
+    else:
+        summary["close_type"] = close_type
+    assert map_closed_channel(summary).close_type is expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("channel_point", ""),
+        ("channel_point", "8a7c:0"),
+        ("channel_point", "8a7c4c1e9f3b2d6a5e4f3c2b1a0998877665544332211009f8e7d6c5b4a39281"),
+        ("settled_balance", "-1"),
+        ("time_locked_balance", "-5"),
+        ("settled_balance", "lots"),
+    ],
+)
+def test_a_malformed_closed_channel_is_refused(field: str, value: str) -> None:
+    summary = copy.deepcopy(body("closedchannels.json")["channels"][0])
+    summary[field] = value
+    with pytest.raises(MalformedResponse):
+        map_closed_channel(summary)
+
+
+async def test_the_funding_fee_of_a_channel_is_proven_by_its_wallet_record(
+    lnd: tuple[FakeLnd, LndNode],
+) -> None:
+    fake, node = lnd
+    fake.on("GET", "/v1/transactions", json_answer(body("transactions.json")))
+
+    funding, deposit = await node.list_onchain_transactions()
+
+    # The wallet paid the 1,000,000 sat channel and 2,826 sat of fee: amount = -(sum of both).
+    assert funding_fee_sat(funding, 1_000_000) == 2_826
+    assert funding_fee_sat(funding, 999_999) is None  # the change does not prove the fee
+    assert funding_fee_sat(deposit, 1_000_000) is None  # unconfirmed, and no funding
+    unconfirmed = dataclasses.replace(funding, confirmations=0)
+    assert funding_fee_sat(unconfirmed, 1_000_000) is None
+    # An input that is not the wallet's: lnd reports total_fees 0 and the change proves nothing.
+    external = dataclasses.replace(funding, amount_sat=-900_000, fee_sat=0)
+    assert funding_fee_sat(external, 1_000_000) is None
 
 
 async def test_new_address_asks_for_p2wkh(lnd: tuple[FakeLnd, LndNode]) -> None:
