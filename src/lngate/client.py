@@ -8,10 +8,12 @@ with Client("http://127.0.0.1:8000", api_key, api_secret) as c:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 import httpx
@@ -21,31 +23,46 @@ from lngate.security.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEAD
 __all__ = ["AsyncClient", "Client", "signed_headers"]
 
 
+_REPEATS_MAX = 10_000
 _clock_lock = threading.Lock()
-_last_timestamp_ms = 0
+_last_use_ms: OrderedDict[str, int] = OrderedDict()  # request digest -> timestamp last signed
 
 
-def next_timestamp_ms() -> int:
-    """Now, in Unix ms, strictly increasing within this process.
+def timestamp_for(method: str, path_with_query: str, body: bytes) -> int:
+    """Now, in Unix ms; for a repeat of an identical request, strictly after its last timestamp.
 
-    Two identical requests (same method, path and body) signed in the same millisecond would
-    carry the same signature, and the server refuses the second as a replay; a strictly
-    increasing timestamp keeps every request's signature unique.
+    Identical requests (same method, path and body) signed in the same millisecond would carry
+    the same signature, and the server refuses the second as a replay. Only repeats are moved
+    forward, so a client signing thousands of distinct requests a second never drifts ahead of
+    the clock (and out of the server's receive window).
     """
-    global _last_timestamp_ms
+    digest = hashlib.sha256(method.encode() + b" " + path_with_query.encode() + b"\n" + body)
+    key = digest.hexdigest()
+    now_ms = int(time.time() * 1000)
     with _clock_lock:
-        _last_timestamp_ms = max(int(time.time() * 1000), _last_timestamp_ms + 1)
-        return _last_timestamp_ms
+        timestamp_ms = max(now_ms, _last_use_ms.get(key, 0) + 1)
+        _last_use_ms[key] = timestamp_ms
+        _last_use_ms.move_to_end(key)
+        if len(_last_use_ms) > _REPEATS_MAX:
+            _last_use_ms.popitem(last=False)
+    return timestamp_ms
 
 
 def signed_headers(
-    api_key: str, api_secret: str, method: str, path_with_query: str, body: bytes = b""
+    api_key: str,
+    api_secret: str,
+    method: str,
+    path_with_query: str,
+    body: bytes = b"",
+    *,
+    timestamp_ms: int | None = None,
 ) -> dict[str, str]:
     """The three auth headers for one request. Sign exactly the bytes you send."""
-    timestamp_ms = str(next_timestamp_ms())
+    if timestamp_ms is None:
+        timestamp_ms = timestamp_for(method, path_with_query, body)
     return {
         KEY_HEADER: api_key,
-        TIMESTAMP_HEADER: timestamp_ms,
+        TIMESTAMP_HEADER: str(timestamp_ms),
         SIGNATURE_HEADER: sign(api_secret, timestamp_ms, method, path_with_query, body),
     }
 

@@ -30,3 +30,16 @@ def test_a_full_guard_refuses_rather_than_forgets() -> None:
     guard = ReplayGuard(window_ms=5_000, max_entries=2)
     assert guard.first_use("a", now_ms=0) and guard.first_use("b", now_ms=0)
     assert not guard.first_use("c", now_ms=1)
+
+
+def test_the_client_moves_only_repeated_requests_forward_in_time() -> None:
+    from lngate.client import timestamp_for
+
+    first = timestamp_for("POST", "/v1/transfers", b'{"a":1}')
+    again = timestamp_for("POST", "/v1/transfers", b'{"a":1}')
+    assert again > first  # an identical request gets a distinct signature
+    # thousands of distinct requests do not drift ahead of the clock
+    import time
+
+    stamps = [timestamp_for("POST", "/v1/transfers", str(i).encode()) for i in range(20_000)]
+    assert max(stamps) <= int(time.time() * 1000) + 5

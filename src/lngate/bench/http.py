@@ -57,6 +57,7 @@ end
 
 def write_presigned(path: Path, creds: list[dict[str, str]], per_thread: int, threads: int) -> None:
     stamp = 0
+    stamp_ms = int(time.time() * 1000)
     for t in range(threads):
         with open(f"{path}.{t}", "w") as fh:
             for i in range(per_thread):
@@ -64,8 +65,14 @@ def write_presigned(path: Path, creds: list[dict[str, str]], per_thread: int, th
                 sender = creds[(t * per_thread + i) % len(creds)]
                 recipient = creds[(t * per_thread + i + 1) % len(creds)]["username"]
                 body = json.dumps({"to": recipient, "amount_msat": 1000, "memo": f"b{stamp}"})
+                # pre-signed: one fixed timestamp (the benchmark server's window is wide)
                 h = signed_headers(
-                    sender["api_key"], sender["api_secret"], "POST", "/v1/transfers", body.encode()
+                    sender["api_key"],
+                    sender["api_secret"],
+                    "POST",
+                    "/v1/transfers",
+                    body.encode(),
+                    timestamp_ms=stamp_ms,
                 )
                 fh.write(
                     "\t".join(
