@@ -12,21 +12,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import os
-import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
-
 from lngate.lightning.bolt11 import encode_bolt11
 from lngate.lightning.lnd import LndNode
 from lngate.lightning.lnd._mapping import map_payment
 from lngate.lightning.node import Network, Node, Payment
-from lngate.regtest import LndRestError
 from lngate.regtest import Network as RegtestNetwork
 from tests.contract.harness import HeldInvoice
 
@@ -82,37 +77,14 @@ class LndHarness:
 
     def _outside_pay(self, bolt11: str, amount_msat: int | None) -> Payment:
         """``POST /v2/router/send`` from bob; the final Payment (SUCCEEDED or FAILED)."""
-        node = self.network.nodes[OUTSIDE]
-        body: dict[str, Any] = {
-            "payment_request": bolt11,
-            "timeout_seconds": OUTSIDE_PAY_TIMEOUT_S,
-            "fee_limit_sat": str(OUTSIDE_FEE_LIMIT_SAT),
-        }
-        if amount_msat is not None:
-            body["amt_msat"] = str(amount_msat)
-        with (
-            httpx.Client(
-                base_url=node.rest_url,
-                verify=ssl.create_default_context(cafile=node.tls_cert),
-                headers={"Grpc-Metadata-macaroon": Path(node.admin_macaroon).read_bytes().hex()},
-                timeout=OUTSIDE_PAY_TIMEOUT_S + 30,
-            ) as client,
-            client.stream("POST", "/v2/router/send", json=body) as response,
-        ):
-            if response.status_code >= 300:
-                response.read()
-                raise LndRestError(
-                    OUTSIDE, "POST", "/v2/router/send", response.status_code, response.text
-                )
-            for line in response.iter_lines():
-                if not line.strip():
-                    continue
-                message = json.loads(line)
-                if "error" in message:
-                    raise AssertionError(f"{OUTSIDE}: payment error {message['error']}")
-                if message["result"].get("status") in ("SUCCEEDED", "FAILED"):
-                    return map_payment(message["result"])
-        raise AssertionError(f"{OUTSIDE}: payment stream ended without a final status")
+        paid = self.network.pay_invoice(
+            OUTSIDE,
+            bolt11,
+            amount_msat=amount_msat,
+            fee_limit_sat=OUTSIDE_FEE_LIMIT_SAT,
+            timeout_s=OUTSIDE_PAY_TIMEOUT_S,
+        )
+        return map_payment(paid)
 
     def _wait_outside_state(self, payment_hash: bytes, states: tuple[str, ...]) -> str:
         def reached() -> str | None:

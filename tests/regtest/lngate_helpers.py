@@ -11,16 +11,13 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import json
 import os
-import ssl
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import httpx
 import uvicorn
 
 from lngate.api.app import Worker, create_app
@@ -28,7 +25,7 @@ from lngate.bootstrap import Core
 from lngate.config import Config, load_config
 from lngate.domain.ledger import AccountKind, Balance
 from lngate.lightning.lnd import LndNode
-from lngate.regtest import Network
+from lngate.regtest import LndRestError, Network, RegtestError
 from lngate.store import users
 from lngate.store.ledger import get_account
 from lngate.workers.invoice_watcher import InvoiceWatcher
@@ -150,36 +147,12 @@ def pay(
 ) -> dict[str, Any]:
     """``POST /v2/router/send`` from ``payer``: the final Payment (SUCCEEDED or FAILED); raises
     PayRefused when lnd refuses it outright (already paid, expired, ...)."""
-    node = network.nodes[payer]
-    body: dict[str, Any] = {
-        "payment_request": bolt11,
-        "timeout_seconds": BOB_PAY_TIMEOUT_S,
-        "fee_limit_sat": "1000",
-    }
-    if amount_msat is not None:
-        body["amt_msat"] = str(amount_msat)
-    with (
-        httpx.Client(
-            base_url=node.rest_url,
-            verify=ssl.create_default_context(cafile=node.tls_cert),
-            headers={"Grpc-Metadata-macaroon": Path(node.admin_macaroon).read_bytes().hex()},
-            timeout=BOB_PAY_TIMEOUT_S + 30,
-        ) as client,
-        client.stream("POST", "/v2/router/send", json=body) as response,
-    ):
-        if response.status_code >= 300:
-            response.read()
-            raise PayRefused(f"{payer}: HTTP {response.status_code}: {response.text}")
-        for line in response.iter_lines():
-            if not line.strip():
-                continue
-            message = json.loads(line)
-            if "error" in message:
-                raise PayRefused(f"{payer}: {message['error']}")
-            payment: dict[str, Any] = message["result"]
-            if payment.get("status") in ("SUCCEEDED", "FAILED"):
-                return payment
-    raise AssertionError(f"{payer}: the payment stream ended without a final status")
+    try:
+        return network.pay_invoice(
+            payer, bolt11, amount_msat=amount_msat, timeout_s=BOB_PAY_TIMEOUT_S
+        )
+    except (LndRestError, RegtestError) as exc:
+        raise PayRefused(f"{payer}: {exc}") from exc
 
 
 def invoice_state(network: Network, node_name: str, payment_hash_hex: str) -> dict[str, Any]:

@@ -408,8 +408,11 @@ class Network:
         fee_limit_sat: int = 1_000,
         timeout_s: float = 60,
         macaroon: Path | None = None,
+        amount_msat: int | None = None,
     ) -> dict[str, Any]:
-        """Pay with ``POST /v2/router/send`` and return the final Payment (SUCCEEDED or FAILED).
+        """Pay with ``POST /v2/router/send`` and return the final Payment (SUCCEEDED or FAILED);
+        ``amount_msat`` for an amountless invoice. Raises LndRestError when lnd refuses the
+        request and RegtestError for an error in the stream.
 
         The endpoint streams one ``{"result": Payment}`` per line as the payment moves.
         """
@@ -418,6 +421,8 @@ class Network:
             "timeout_seconds": int(timeout_s),
             "fee_limit_sat": str(fee_limit_sat),
         }
+        if amount_msat is not None:
+            body["amt_msat"] = str(amount_msat)
         node = self.nodes[node_name]
         with (
             _lnd_client(node, macaroon, timeout_s + 30) as client,
