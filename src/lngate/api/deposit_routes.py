@@ -2,15 +2,15 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lngate.api.auth import Authenticator, Caller
+from lngate.api.idempotency import optional_idempotency
 from lngate.api.responses import MAX_SEQ, JsonResponse
 from lngate.bootstrap import Core
 from lngate.lightning.node import Node
 from lngate.services import deposits
-from lngate.services.idempotent import request_hash, validate_key
 from lngate.services.transfers import MEMO_MAX_CHARS
 
 
@@ -43,16 +43,16 @@ def deposit_router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
     @router.post("/deposits", status_code=201, response_model=DepositResponse)
     async def post_deposit(
         body: DepositRequest,
-        request: Request,
         caller: Authed,
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+        idempotency: Annotated[tuple[str, str] | None, Depends(optional_idempotency)],
     ) -> Any:
-        idem = None
-        if idempotency_key is not None:
-            raw = await request.body()
-            idem = (validate_key(idempotency_key), request_hash("POST", "/v1/deposits", raw))
         created = await deposits.create_deposit(
-            core, node, caller.user_id, body.amount_msat, memo=body.memo or "", idempotency=idem
+            core,
+            node,
+            caller.user_id,
+            body.amount_msat,
+            memo=body.memo or "",
+            idempotency=idempotency,
         )
         return JsonResponse(created, status_code=201)
 

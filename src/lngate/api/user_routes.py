@@ -2,15 +2,15 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lngate.api.auth import Authenticator, Caller
+from lngate.api.idempotency import required_idempotency
 from lngate.api.responses import MAX_SEQ, JsonResponse
 from lngate.bootstrap import Core
 from lngate.domain.errors import UnknownUser
 from lngate.services import accounts, transfers
-from lngate.services.idempotent import request_hash, validate_key
 from lngate.store import users
 
 
@@ -63,19 +63,17 @@ def user_router(core: Core, auth: Authenticator) -> APIRouter:
     @router.post("/transfers", status_code=201, response_model=TransferResponse)
     async def post_transfer(
         body: TransferRequest,
-        request: Request,
         caller: Authed,
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+        idempotency: Annotated[tuple[str, str], Depends(required_idempotency)],
     ) -> Any:
-        key = validate_key(idempotency_key)
-        raw = await request.body()
+        key, req_hash = idempotency
         op = transfers.transfer_op(
             caller.user_id,
             body.to,
             body.amount_msat,
             body.memo or "",
             idempotency_key=key,
-            request_hash=request_hash("POST", "/v1/transfers", raw),
+            request_hash=req_hash,
             max_amount_msat=core.config.limits.transfer_max_msat,
         )
         return JsonResponse(await core.write(op), status_code=201)

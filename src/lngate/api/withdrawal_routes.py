@@ -2,13 +2,13 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lngate.api.auth import Authenticator, Caller
+from lngate.api.idempotency import required_idempotency
 from lngate.api.responses import MAX_SEQ, JsonResponse
 from lngate.bootstrap import Core
-from lngate.services.idempotent import request_hash, validate_key
 from lngate.services.withdrawals import BOLT11_MAX_CHARS, PAGE_MAX, WithdrawalService
 
 
@@ -45,18 +45,15 @@ def withdrawal_router(core: Core, service: WithdrawalService, auth: Authenticato
     @router.post("/withdrawals", status_code=201, response_model=WithdrawalResponse)
     async def post_withdrawal(
         body: WithdrawalRequest,
-        request: Request,
         caller: Authed,
-        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+        idempotency: Annotated[tuple[str, str], Depends(required_idempotency)],
     ) -> Any:
-        key = validate_key(idempotency_key)
-        raw = await request.body()
         created = await service.request(
             caller.user_id,
             bolt11=body.bolt11,
             lightning_address=body.lightning_address,
             amount_msat=body.amount_msat,
-            idempotency=(key, request_hash("POST", "/v1/withdrawals", raw)),
+            idempotency=idempotency,
         )
         return JsonResponse(created, status_code=201)
 

@@ -1,0 +1,20 @@
+"""The ``Idempotency-Key`` header, with the hash of the request it was first used for."""
+
+from typing import Annotated
+
+from fastapi import Header, Request
+
+from lngate.services.idempotent import request_hash, validate_key
+
+KeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
+
+
+async def required_idempotency(request: Request, key: KeyHeader = None) -> tuple[str, str]:
+    """(key, request hash) for a POST that moves money: the key is mandatory."""
+    return validate_key(key), request_hash(request.method, request.url.path, await request.body())
+
+
+async def optional_idempotency(request: Request, key: KeyHeader = None) -> tuple[str, str] | None:
+    if key is None:
+        return None
+    return await required_idempotency(request, key)
