@@ -132,3 +132,24 @@ def test_concurrent_writers_never_overdraw(core: Core) -> None:
     account = core.read_sync(lambda tx: get_account(tx, user))
     assert account is not None and account.balance.available_msat == 0
     assert core.read_sync(check_ledger).ok
+
+
+async def test_a_caller_that_gives_up_does_not_break_the_writer(core: Core) -> None:
+    """A cancelled waiter (its task was cancelled) must not kill the writer thread."""
+    import asyncio
+
+    assert core.writer is not None
+    slow = threading.Event()
+
+    def blocking(tx):  # type: ignore[no-untyped-def]
+        slow.wait(5)
+        return 1
+
+    first = asyncio.ensure_future(core.write(blocking))  # occupies the writer
+    await asyncio.sleep(0.05)
+    doomed = asyncio.ensure_future(core.write(lambda tx: 2))  # queued behind it
+    await asyncio.sleep(0.05)
+    doomed.cancel()
+    slow.set()
+    assert await asyncio.wait_for(first, 5) == 1
+    assert await asyncio.wait_for(core.write(lambda tx: 3), 5) == 3  # the writer still works

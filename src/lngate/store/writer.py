@@ -110,7 +110,12 @@ class LedgerWriter:
             if stopping:
                 return
 
-    def _commit(self, batch: list[tuple[Op[Any], Future[Any]]]) -> None:
+    def _commit(self, queued: list[tuple[Op[Any], Future[Any]]]) -> None:
+        # A caller that gave up (its task was cancelled) before its op ran: the op is skipped.
+        # A future marked running can no longer be cancelled, so setting its result is safe.
+        batch = [(op, fut) for op, fut in queued if fut.set_running_or_notify_cancel()]
+        if not batch:
+            return
         outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
         retry_alone: list[tuple[Op[Any], Future[Any]]] = []
         try:

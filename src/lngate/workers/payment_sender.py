@@ -37,6 +37,9 @@ CLAIM_BATCH = 50
 TRACK_BATCH = 500
 MAX_SEND_ATTEMPTS = 10
 MIN_ROUND_S = 0.01
+# A payment unknown to the node is sent again only this long after the latest attempt began
+# (sending twice is safe, as nodes pay a hash once, but pointless while one is on its way).
+RESEND_AFTER_S = 3.0
 # Refusals that happen before any HTLC leaves: the payment was never made.
 REFUSED_BEFORE_SENDING = (
     node_errors.NoRoute,
@@ -224,6 +227,9 @@ class PaymentWorker:
             await self._apply(w, payment)
             return
         expired = decode_bolt11(w.bolt11).expires_at < time.time()
+        recent = time.time() * 1000 - w.updated_at_ms < RESEND_AFTER_S * 1000
+        if refused is None and not expired and recent:
+            return  # the latest attempt may not have reached the node yet: ask again later
         if refused is not None or expired:
             # The node has no record of it and refused it (or can never pay it now): the
             # payment was never made, so releasing the hold is safe.
