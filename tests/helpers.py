@@ -27,7 +27,7 @@ def pay_from_wallet(
 
 
 async def eventually(
-    check: Callable[[], Awaitable[bool]], *, timeout_s: float = 10, what: str = "condition"
+    check: Callable[[], Awaitable[bool]], *, timeout_s: float = 30, what: str = "condition"
 ) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -49,7 +49,7 @@ async def read_events(
     *,
     until: Callable[[list[dict[str, Any]]], bool],
     after: int | None = None,
-    timeout_s: float = 10,
+    timeout_s: float = 30,
     started: asyncio.Event | None = None,
 ) -> list[dict[str, Any]]:
     """Read the signed SSE stream until ``until(events)`` holds."""
@@ -84,7 +84,7 @@ def wallet_invoice(simnet_dir: Path, wallet: str, amount_msat: int | None, **kw:
 
 
 async def wait_status(
-    c: AsyncClient, withdrawal_id: str, statuses: set[str], timeout_s: float = 10
+    c: AsyncClient, withdrawal_id: str, statuses: set[str], timeout_s: float = 30
 ) -> dict[str, Any]:
     found: dict[str, Any] = {}
 
