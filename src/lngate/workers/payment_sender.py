@@ -40,6 +40,7 @@ MIN_ROUND_S = 0.01
 # A payment unknown to the node is sent again only this long after the latest attempt began
 # (sending twice is safe, as nodes pay a hash once, but pointless while one is on its way).
 RESEND_AFTER_S = 3.0
+PAY_WAIT_S = 5.0
 # Refusals that happen before any HTLC leaves: the payment was never made.
 REFUSED_BEFORE_SENDING = (
     node_errors.NoRoute,
@@ -199,12 +200,20 @@ class PaymentWorker:
     async def _pay(self, w: Withdrawal) -> None:
         amountless = decode_bolt11(w.bolt11).amount_msat is None
         try:
-            payment = await self._node.pay(
-                w.bolt11,
-                amount_msat=w.amount_msat if amountless else None,
-                fee_limit_msat=w.fee_reserve_msat,  # never more than the reserve held
-                timeout_s=self._policy.payment_timeout_s,
+            # Our wait is bounded, not the payment: a held payment keeps going on the node and
+            # is tracked on later rounds, so held invoices cannot tie up this worker's slots.
+            payment = await asyncio.wait_for(
+                self._node.pay(
+                    w.bolt11,
+                    amount_msat=w.amount_msat if amountless else None,
+                    fee_limit_msat=w.fee_reserve_msat,  # never more than the reserve held
+                    timeout_s=self._policy.payment_timeout_s,
+                ),
+                PAY_WAIT_S,
             )
+        except TimeoutError:
+            log.info("withdrawal %s: still in flight after %.0fs; tracking it", w.id, PAY_WAIT_S)
+            return
         except REFUSED_BEFORE_SENDING as exc:
             log.info("withdrawal %s refused by the node: %s", w.id, exc)
             crash_point("after_node_answered")
