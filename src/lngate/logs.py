@@ -47,3 +47,5 @@ def configure_logging(*, json: bool, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request to the node at INFO: noise at this level, kept for warnings.
+    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
