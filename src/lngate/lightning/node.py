@@ -200,7 +200,9 @@ class Node(Protocol):
 
     def subscribe_invoices(self, after_settle_index: int = 0) -> AsyncIterator[Invoice]:
         """Settled invoices with settle_index > after_settle_index (replayed first), then
-        live updates (settled and canceled) as they happen. Never ends on its own."""
+        live settlements as they happen. Canceled invoices may be streamed too (simnet does;
+        LND does not): consumers learn of cancellation and expiry from ``lookup_invoice``.
+        Never ends on its own."""
         ...
 
     async def decode(self, bolt11: str) -> DecodedInvoice: ...
