@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,7 +14,8 @@ import httpx
 import orjson
 
 from lngate.client import AsyncClient, signed_headers
-from lngate.lightning.node import Payment
+from lngate.lightning.bolt11 import encode_bolt11
+from lngate.lightning.node import Network, Payment
 from lngate.lightning.simnet import SimnetNetwork
 
 FEE_LIMIT_MSAT = 50_000
@@ -95,3 +98,25 @@ async def wait_status(
 
     await eventually(done, timeout_s=timeout_s, what=f"withdrawal to reach {statuses}")
     return found
+
+
+def foreign_invoice(
+    network: Network,
+    amount_msat: int | None = 10_000,
+    *,
+    created_at: int | None = None,
+    expiry_s: int = 3600,
+    payment_hash: bytes | None = None,
+    description: str = "test",
+) -> str:
+    """A valid BOLT11 invoice signed by a random key: a payee no route reaches (or a forger)."""
+    return encode_bolt11(
+        private_key=os.urandom(32),
+        network=network,
+        payment_hash=payment_hash or hashlib.sha256(os.urandom(32)).digest(),
+        payment_secret=os.urandom(32),
+        amount_msat=amount_msat,
+        created_at=created_at or int(time.time()),
+        expiry_s=expiry_s,
+        description=description,
+    )

@@ -4,20 +4,18 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from lngate.lightning.bolt11 import encode_bolt11
 from lngate.lightning.node import Network, Node, Payment
 from lngate.lightning.simnet import FaultKind, SimnetNetwork, SimnetNode
 from lngate.regtest import Network as RegtestNetwork
 from tests.contract.harness import HeldInvoice, NodeHarness
 from tests.contract.lnd_harness import LndHarness
+from tests.helpers import foreign_invoice
 
 OUTSIDE = "carol"
 HOLD_FOREVER_MS = 3_600_000
@@ -58,16 +56,7 @@ class SimnetHarness:
         return invoice.bolt11
 
     async def unroutable_invoice(self, amount_msat: int) -> str:
-        preimage = os.urandom(32)
-        return encode_bolt11(
-            private_key=os.urandom(32),
-            network=Network.SIMNET,
-            payment_hash=hashlib.sha256(preimage).digest(),
-            payment_secret=os.urandom(32),
-            amount_msat=amount_msat,
-            created_at=int(time.time()),
-            description="nobody",
-        )
+        return foreign_invoice(Network.SIMNET, amount_msat, description="nobody")
 
     async def restart_node(self) -> Node:
         await self.node.close()

@@ -18,12 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from lngate.lightning.bolt11 import encode_bolt11
 from lngate.lightning.lnd import LndNode
 from lngate.lightning.lnd._mapping import map_payment
 from lngate.lightning.node import Network, Node, Payment
 from lngate.regtest import Network as RegtestNetwork
 from tests.contract.harness import HeldInvoice
+from tests.helpers import foreign_invoice
 
 OUTSIDE = "bob"
 EXCHANGE = "exchange"
@@ -150,16 +150,7 @@ class LndHarness:
         return str(added["payment_request"])
 
     async def unroutable_invoice(self, amount_msat: int) -> str:
-        preimage = os.urandom(32)
-        return encode_bolt11(
-            private_key=os.urandom(32),
-            network=Network.REGTEST,
-            payment_hash=hashlib.sha256(preimage).digest(),
-            payment_secret=os.urandom(32),
-            amount_msat=amount_msat,
-            created_at=int(time.time()),
-            description="nobody",
-        )
+        return foreign_invoice(Network.REGTEST, amount_msat, description="nobody")
 
     async def restart_node(self) -> Node:
         """A new adapter (as after lngate restarts); the lnd process keeps running."""

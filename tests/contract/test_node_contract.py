@@ -308,7 +308,10 @@ async def test_wallet_and_channels(harness: NodeHarness) -> None:
     assert balances.onchain_confirmed_sat > 10_000 and balances.channel_local_msat > 0
     channels = await node.list_channels()
     assert channels and all(c.capacity_sat > 0 for c in channels)
-    assert sum(c.local_balance_msat for c in channels) == balances.channel_local_msat
+    # LND lists each channel's balance in whole sat (its balance summary keeps the msat), so the
+    # two agree to within a sat per channel; simnet agrees exactly.
+    listed_msat = sum(c.local_balance_msat for c in channels)
+    assert 0 <= balances.channel_local_msat - listed_msat < 1_000 * len(channels)
     txid = await node.send_onchain(address, 10_000, 2)
     assert len(bytes.fromhex(txid)) == 32
     txs = {tx.txid: tx for tx in await node.list_onchain_transactions()}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import os
 import time
 from collections.abc import Iterator
 
@@ -13,36 +11,14 @@ import pytest
 from lngate.bootstrap import Core, open_core
 from lngate.client import AsyncClient
 from lngate.config import Config
-from lngate.lightning.bolt11 import encode_bolt11
 from lngate.lightning.node import Network
 from lngate.lightning.simnet import SimnetNetwork
 from lngate.services.reconciliation import check_ledger
 from lngate.services.withdrawals import approve_op, reject_with_audit_op
 from tests.conftest import LiveServer, funded_user
-from tests.helpers import available_msat, wait_status, wallet_invoice
+from tests.helpers import available_msat, foreign_invoice, wait_status, wallet_invoice
 
 FUNDS = 10_000_000
-
-
-def foreign_invoice(
-    network: Network,
-    amount_msat: int | None = 10_000,
-    *,
-    created_at: int | None = None,
-    expiry_s: int = 3600,
-    payment_hash: bytes | None = None,
-    key: bytes | None = None,
-) -> str:
-    return encode_bolt11(
-        private_key=key or os.urandom(32),
-        network=network,
-        payment_hash=payment_hash or hashlib.sha256(os.urandom(32)).digest(),
-        payment_secret=os.urandom(32),
-        amount_msat=amount_msat,
-        created_at=created_at or int(time.time()),
-        expiry_s=expiry_s,
-        description="test",
-    )
 
 
 async def assert_refused(

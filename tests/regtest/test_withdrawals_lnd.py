@@ -35,7 +35,6 @@ from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.domain.ledger import AccountKind
 from lngate.domain.withdrawals import FINAL, DuplicatePaymentHash, WithdrawalStatus
-from lngate.lightning.bolt11 import encode_bolt11
 from lngate.lightning.lnd import LndNode
 from lngate.lightning.node import Network, Payment, PaymentStatus
 from lngate.regtest import Network as RegtestNetwork
@@ -50,6 +49,7 @@ from lngate.store.withdrawals import Withdrawal
 from lngate.workers.invoice_watcher import InvoiceWatcher
 from lngate.workers.payment_sender import PaymentWorker
 from tests.conftest import funded_user
+from tests.helpers import foreign_invoice
 from tests.regtest.lngate_helpers import (
     LndServer,
     PayRefused,
@@ -277,14 +277,8 @@ async def test_an_amountless_invoice_and_an_uppercase_qr_invoice_are_paid(
 def unroutable_invoice(amount_msat: int) -> tuple[str, str]:
     """An invoice signed by a random key: a node nobody knows, so there is no route."""
     payment_hash = hashlib.sha256(os.urandom(32)).digest()
-    bolt11 = encode_bolt11(
-        private_key=os.urandom(32),
-        network=Network.REGTEST,
-        payment_hash=payment_hash,
-        payment_secret=os.urandom(32),
-        amount_msat=amount_msat,
-        created_at=int(time.time()),
-        description="nobody",
+    bolt11 = foreign_invoice(
+        Network.REGTEST, amount_msat, payment_hash=payment_hash, description="nobody"
     )
     return bolt11, payment_hash.hex()
 
