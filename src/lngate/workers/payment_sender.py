@@ -72,6 +72,7 @@ class PaymentWorker:
         self._tracked_at: dict[str, float] = {}  # in-flight payments: ask the node at this pace
         self._internal = WithdrawalService(core, node)
         self._outbound: tuple[float, int] | None = None
+        self._claim_lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks: set[asyncio.Task[None]] = set()
@@ -148,25 +149,33 @@ class PaymentWorker:
             self._busy.discard(w.id)
 
     async def _send(self, w: Withdrawal) -> None:
-        crash_point("before_claim")
-        state = await self._core.read(halt.halted)
-        if state is not None:
-            await self._note(w, f"waiting: withdrawals are halted ({state.get('reason')})")
-            return
-        if w.amount_msat + w.fee_reserve_msat > await self._outbound_msat():
-            await self._note(w, "waiting: not enough outbound liquidity on the node")
-            return
-        totals = await self._core.read(lambda tx: store.sending_totals(tx, w.user_id))
-        if self._over_cap(w, *totals):
-            await self._note(w, "waiting: too many of your payments are in flight")
-            return
-        if not await self._core.write(lambda tx: self._claim(tx, w)):
-            return
-        self._outbound = None  # it just changed
+        # Claims go one at a time, oldest first (tasks reach this lock in queue order and it
+        # wakes waiters in turn): a user's later withdrawal never overtakes an earlier one.
+        async with self._claim_lock:
+            if not await self._try_claim(w):
+                return
         crash_point("after_sending_recorded")
         sending = await self._core.read(lambda tx: store.by_id(tx, w.id))
         assert sending is not None
         await self._pay(sending)
+
+    async def _try_claim(self, w: Withdrawal) -> bool:
+        crash_point("before_claim")
+        state = await self._core.read(halt.halted)
+        if state is not None:
+            await self._note(w, f"waiting: withdrawals are halted ({state.get('reason')})")
+            return False
+        if w.amount_msat + w.fee_reserve_msat > await self._outbound_msat():
+            await self._note(w, "waiting: not enough outbound liquidity on the node")
+            return False
+        totals = await self._core.read(lambda tx: store.sending_totals(tx, w.user_id))
+        if self._over_cap(w, *totals):
+            await self._note(w, "waiting: too many of your payments are in flight")
+            return False
+        if not await self._core.write(lambda tx: self._claim(tx, w)):
+            return False
+        self._outbound = None  # it just changed
+        return True
 
     async def _outbound_msat(self) -> int:
         """What the node can send now (cached briefly: one balance call per second at most)."""
