@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -74,14 +75,21 @@ def config(tmp_path: Path, database_url: str) -> Config:
     )
 
 
-@pytest.fixture
-def core(config: Config) -> Iterator[Core]:
+@contextmanager
+def started_core(config: Config) -> Iterator[Core]:
+    """A core over ``config`` with its writer running, closed afterwards."""
     c = open_core(config)
     c.start_writer()
     try:
         yield c
     finally:
         c.close()
+
+
+@pytest.fixture
+def core(config: Config) -> Iterator[Core]:
+    with started_core(config) as c:
+        yield c
 
 
 def funded_user(core: Core, name: str, amount_msat: int = 0) -> Credentials:

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from lngate.bootstrap import Core, open_core
+from lngate.bootstrap import Core
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.lightning import errors as node_errors
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.services.reconciliation import check_ledger
 from lngate.workers.invoice_watcher import InvoiceWatcher
-from tests.conftest import LiveServer, funded_user
+from tests.conftest import LiveServer, funded_user, started_core
 from tests.helpers import available_msat, eventually, pay_from_wallet, read_events
 
 
@@ -132,10 +132,8 @@ async def test_a_settlement_seen_twice_credits_once(live_server: LiveServer) -> 
 @pytest.fixture
 def short_expiry_core(config: Config) -> Iterator[Core]:
     limits = dataclasses.replace(config.limits, invoice_expiry_s=1)
-    c = open_core(dataclasses.replace(config, limits=limits))
-    c.start_writer()
-    yield c
-    c.close()
+    with started_core(dataclasses.replace(config, limits=limits)) as c:
+        yield c
 
 
 async def test_an_expired_deposit_is_never_credited(short_expiry_core: Core) -> None:
@@ -193,11 +191,10 @@ async def test_a_settlement_found_by_the_expiry_poll_does_not_move_the_resume_po
     """The poll may find a later settlement first; a watcher started afterwards must still get
     the earlier one from the stream."""
     limits = dataclasses.replace(config.limits, invoice_expiry_s=1)
-    short = open_core(dataclasses.replace(config, limits=limits))
-    short.start_writer()
-    long_lived = open_core(config)
-    long_lived.start_writer()
-    try:
+    with (
+        started_core(dataclasses.replace(config, limits=limits)) as short,
+        started_core(config) as long_lived,
+    ):
         network = SimnetNetwork(config.simnet_dir)
         node = SimnetNode(network)
         from lngate.services.deposits import create_deposit
@@ -232,6 +229,3 @@ async def test_a_settlement_found_by_the_expiry_poll_does_not_move_the_resume_po
         await task
         assert balance() == 11_000
         network.close()
-    finally:
-        short.close()
-        long_lived.close()

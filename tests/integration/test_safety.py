@@ -10,13 +10,13 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from lngate.bootstrap import Core, open_core
+from lngate.bootstrap import Core
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.lightning.simnet import SimnetNetwork
 from lngate.services.accounts import create_user
 from lngate.store.users import Role
-from tests.conftest import LiveServer, funded_user
+from tests.conftest import LiveServer, funded_user, started_core
 from tests.helpers import available_msat, eventually, pay_from_wallet, wait_status, wallet_invoice
 
 FUNDS = 1_000_000_000
@@ -24,10 +24,8 @@ FUNDS = 1_000_000_000
 
 @pytest.fixture
 def watchful_core(config: Config) -> Iterator[Core]:
-    c = open_core(dataclasses.replace(config, reconcile_interval_s=0.2))
-    c.start_writer()
-    yield c
-    c.close()
+    with started_core(dataclasses.replace(config, reconcile_interval_s=0.2)) as c:
+        yield c
 
 
 def admin_client(server: LiveServer, core: Core) -> AsyncClient:

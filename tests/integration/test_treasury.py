@@ -14,7 +14,7 @@ from embit import bip32, script  # type: ignore[import-untyped]
 from embit.networks import NETWORKS  # type: ignore[import-untyped]
 from typer.testing import CliRunner
 
-from lngate.bootstrap import Core, open_core
+from lngate.bootstrap import Core
 from lngate.config import Config, load_config
 from lngate.domain.ledger import AccountKind
 from lngate.domain.treasury import (
@@ -45,6 +45,7 @@ from lngate.store.ledger import get_account
 from lngate.store.treasury import ColdAddress
 from lngate.workers import treasury as treasury_worker
 from lngate.workers.treasury import TreasuryWorker
+from tests.conftest import started_core
 
 POLICY = TreasuryPolicy(
     hot_onchain_cap_sat=2_000_000,
@@ -92,12 +93,8 @@ COLD = cold_addresses(SEED, 10)
 
 @pytest.fixture
 def tcore(config: Config) -> Iterator[Core]:
-    c = open_core(replace(config, treasury=POLICY))
-    c.start_writer()
-    try:
+    with started_core(replace(config, treasury=POLICY)) as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.fixture

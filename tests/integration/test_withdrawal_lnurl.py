@@ -16,12 +16,12 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from lngate.bootstrap import Core, open_core
+from lngate.bootstrap import Core
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.lightning.simnet import SimnetNetwork
 from lngate.services.lnurl_client import DestinationNotAllowed, check_destination
-from tests.conftest import LiveServer, free_port, funded_user
+from tests.conftest import LiveServer, free_port, funded_user, started_core
 from tests.helpers import available_msat, wait_status
 
 FUNDS = 10_000_000
@@ -83,10 +83,8 @@ class FakeLnurlService:
 @pytest.fixture
 def permissive_core(config: Config) -> Iterator[Core]:
     """Private hosts allowed (development setting), so a loopback LNURL service is reachable."""
-    c = open_core(dataclasses.replace(config, lnurl_allow_private_hosts=True))
-    c.start_writer()
-    yield c
-    c.close()
+    with started_core(dataclasses.replace(config, lnurl_allow_private_hosts=True)) as c:
+        yield c
 
 
 async def test_a_lightning_address_withdrawal_pays_the_checked_invoice(

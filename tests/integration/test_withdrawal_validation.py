@@ -8,14 +8,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from lngate.bootstrap import Core, open_core
+from lngate.bootstrap import Core
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.lightning.node import Network
 from lngate.lightning.simnet import SimnetNetwork
 from lngate.services.reconciliation import check_ledger
 from lngate.services.withdrawals import approve_op, reject_with_audit_op
-from tests.conftest import LiveServer, funded_user
+from tests.conftest import LiveServer, funded_user, started_core
 from tests.helpers import available_msat, foreign_invoice, wait_status, wallet_invoice
 
 FUNDS = 10_000_000
@@ -104,10 +104,8 @@ def strict_core(config: Config) -> Iterator[Core]:
         user_daily_max_msat=300_000,
         review_above_msat=150_000,
     )
-    c = open_core(dataclasses.replace(config, withdrawals=policy))
-    c.start_writer()
-    yield c
-    c.close()
+    with started_core(dataclasses.replace(config, withdrawals=policy)) as c:
+        yield c
 
 
 async def test_blocked_nodes_are_refused(config: Config) -> None:
@@ -115,14 +113,12 @@ async def test_blocked_nodes_are_refused(config: Config) -> None:
         dave = net.pubkey("dave")
         bolt11 = net.create_invoice("dave", 10_000).bolt11
     policy = dataclasses.replace(config.withdrawals, blocked_payees=frozenset({dave}))
-    core = open_core(dataclasses.replace(config, withdrawals=policy))
-    core.start_writer()
-    try:
-        with LiveServer(core) as server:
-            alice = funded_user(core, "alice", FUNDS)
-            await assert_refused(server, alice, {"bolt11": bolt11}, "BLOCKED_DESTINATION")
-    finally:
-        core.close()
+    with (
+        started_core(dataclasses.replace(config, withdrawals=policy)) as core,
+        LiveServer(core) as server,
+    ):
+        alice = funded_user(core, "alice", FUNDS)
+        await assert_refused(server, alice, {"bolt11": bolt11}, "BLOCKED_DESTINATION")
 
 
 async def test_limits_and_review(strict_core: Core) -> None:

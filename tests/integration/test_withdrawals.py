@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from lngate.bootstrap import Core, open_core
+from lngate.bootstrap import Core
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.lightning.simnet import FaultKind, SimnetNetwork
 from lngate.services.reconciliation import check_ledger
-from tests.conftest import LiveServer, funded_user
+from tests.conftest import LiveServer, funded_user, started_core
 from tests.helpers import available_msat, pay_from_wallet, wait_status, wallet_invoice
 
 FUNDS = 10_000_000
@@ -245,10 +245,8 @@ async def test_the_same_idempotency_key_returns_the_first_withdrawal(
 @pytest.fixture
 def griefing_core(config: Config) -> Iterator[Core]:
     policy = dataclasses.replace(config.withdrawals, user_sending_max_count=2)
-    c = open_core(dataclasses.replace(config, withdrawals=policy))
-    c.start_writer()
-    yield c
-    c.close()
+    with started_core(dataclasses.replace(config, withdrawals=policy)) as c:
+        yield c
 
 
 async def test_payments_held_in_flight_are_capped_per_user(griefing_core: Core) -> None:

@@ -25,7 +25,7 @@ import pytest
 from embit import bip32, script  # type: ignore[import-untyped]
 from embit.networks import NETWORKS  # type: ignore[import-untyped]
 
-from lngate.bootstrap import Core, open_core
+from lngate.bootstrap import Core
 from lngate.config import Config
 from lngate.lightning.lnd import LndNode
 from lngate.lightning.node import Network as ChainNetwork
@@ -38,6 +38,7 @@ from lngate.services.treasury import (
 )
 from lngate.store import treasury as store
 from lngate.workers.treasury import TreasuryWorker
+from tests.conftest import started_core
 
 pytestmark = pytest.mark.regtest
 
@@ -74,12 +75,8 @@ def cold_wallet(count: int) -> tuple[str, list[str]]:
 
 @pytest.fixture
 def core(tmp_path: Path) -> Iterator[Core]:
-    c = open_core(Config(data_dir=tmp_path / "lngate"))
-    c.start_writer()
-    try:
+    with started_core(Config(data_dir=tmp_path / "lngate")) as c:
         yield c
-    finally:
-        c.close()
 
 
 def lnd_channel(regtest: Network, channel_point: str) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from lngate.bootstrap import Core, open_core
+from lngate.bootstrap import Core
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.lightning.lnd import LndNode
@@ -27,7 +27,7 @@ from lngate.services.reconciliation import check_ledger
 from lngate.store import deposits, events
 from lngate.store.deposits import DepositStatus
 from lngate.workers.invoice_watcher import InvoiceWatcher
-from tests.conftest import funded_user
+from tests.conftest import funded_user, started_core
 from tests.helpers import read_events
 from tests.regtest.lngate_helpers import (
     LndServer,
@@ -131,12 +131,8 @@ async def test_a_deposit_paid_by_bob_is_credited_exactly_once(
 @pytest.fixture
 def short_expiry_core(config: Config) -> Iterator[Core]:
     limits = dataclasses.replace(config.limits, invoice_expiry_s=1)
-    c = open_core(dataclasses.replace(config, limits=limits))
-    c.start_writer()
-    try:
+    with started_core(dataclasses.replace(config, limits=limits)) as c:
         yield c
-    finally:
-        c.close()
 
 
 async def test_an_expired_deposit_is_never_credited_and_is_swept_as_expired(
@@ -286,12 +282,8 @@ async def test_a_deposit_over_http_is_credited_and_announced_live(
 def second_core(config: Config) -> Iterator[Core]:
     """Another lngate process over the same database, issuing deposits that expire in 5 s."""
     limits = dataclasses.replace(config.limits, invoice_expiry_s=5)
-    c = open_core(dataclasses.replace(config, limits=limits))
-    c.start_writer()
-    try:
+    with started_core(dataclasses.replace(config, limits=limits)) as c:
         yield c
-    finally:
-        c.close()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

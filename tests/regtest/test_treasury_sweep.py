@@ -13,7 +13,7 @@ import pytest
 from embit import bip32, script  # type: ignore[import-untyped]
 from embit.networks import NETWORKS  # type: ignore[import-untyped]
 
-from lngate.bootstrap import Core, open_core
+from lngate.bootstrap import Core
 from lngate.config import Config
 from lngate.domain.treasury import TreasuryPolicy
 from lngate.lightning.lnd import LndNode
@@ -21,6 +21,7 @@ from lngate.lightning.node import Network as ChainNetwork
 from lngate.regtest import Network
 from lngate.services.treasury import import_cold
 from lngate.workers.treasury import TreasuryWorker
+from tests.conftest import started_core
 
 pytestmark = pytest.mark.regtest
 
@@ -52,12 +53,8 @@ def core(tmp_path: Path, regtest: Network) -> Iterator[Core]:
     policy = TreasuryPolicy(
         hot_onchain_cap_sat=cap_sat, sweep_sat_per_vbyte=RATE_SAT_PER_VBYTE, sweep_min_sat=10_000
     )
-    c = open_core(Config(data_dir=tmp_path / "lngate", treasury=policy))
-    c.start_writer()
-    try:
+    with started_core(Config(data_dir=tmp_path / "lngate", treasury=policy)) as c:
         yield c
-    finally:
-        c.close()
 
 
 def paid_to(regtest: Network, txid: str, address: str) -> int:
