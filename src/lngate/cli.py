@@ -191,13 +191,19 @@ def admin_withdrawals() -> None:
         core.close()
 
 
-def _decide(withdrawal_id: str, decision: Callable[[str, str, str], Any], reason: str) -> None:
-    """Apply an operator's decision on a withdrawal in review (audited by the operation)."""
+def _decide(
+    withdrawal_id: str,
+    decision: Callable[[str, str, str], Any],
+    reason: str,
+    *,
+    waiting_for: str = "review",
+) -> None:
+    """Apply an operator's decision on a waiting withdrawal (audited by the operation)."""
     core = _core()
     try:
         result = core.write_sync(decision(withdrawal_id, _operator(), reason))
         if result is None:
-            message = f"withdrawal {withdrawal_id} is not waiting for review"
+            message = f"withdrawal {withdrawal_id} is not waiting for {waiting_for}"
             typer.echo(
                 json.dumps({"error": {"code": "NOT_IN_REVIEW", "message": message}}), err=True
             )
@@ -225,10 +231,11 @@ def admin_reject(
     withdrawal_id: str,
     reason: Annotated[str, typer.Option(help="why; kept in the audit log and shown to the user")],
 ) -> None:
-    """Reject a withdrawal in review; its hold is released."""
+    """Reject a withdrawal not yet sent (in review, or approved and waiting, e.g. while its
+    user is frozen); its hold is released."""
     from lngate.services.withdrawals import reject_with_audit_op
 
-    _decide(withdrawal_id, reject_with_audit_op, reason)
+    _decide(withdrawal_id, reject_with_audit_op, reason, waiting_for="review or sending")
 
 
 @app.command()

@@ -491,13 +491,13 @@ async def test_internal_settlement_is_refused_once_bob_paid_the_invoice(
         assert paid["status"] == "SUCCEEDED", paid
 
     # No watcher has seen bob's payment yet: the deposit is still open in our books, and only
-    # the node can tell. It says settled: refused, and alice's hold released.
+    # the node can tell. It says settled: refused before any hold, and nothing recorded.
     assert deposit_status(core, first["payment_hash"]) is DepositStatus.OPEN
-    w = await request(service, alice.user_id, first["bolt11"])
-    assert w["status"] == "failed" and w["internal"] is True, w
-    assert "paid from outside" in w["note"]
+    with pytest.raises(InternalInvoicePaid):
+        await request(service, alice.user_id, first["bolt11"])
     balance = user_balance(core, alice.user_id)
     assert balance.available_msat == FUNDS and balance.debits_pending_msat == 0
+    assert core.read_sync(lambda tx: store.active_with_hash(tx, first["payment_hash"])) is None
 
     watcher = InvoiceWatcher(core, invoice_node(core.config))
     try:

@@ -3,7 +3,8 @@ and posts or voids its holds in the same transaction, so the books and the statu
 
 Holds of a Lightning withdrawal: ``hold`` = user -> node for amount + routing fee reserve, and
 ``fee`` = user -> fee revenue for the exchange fee. Of an internal one: ``hold`` = user ->
-recipient for the amount, and no fee.
+recipient for the amount, and no fee; the recipient's deposit is reserved by the withdrawal
+from the hold on, and only these writes close it.
 """
 
 from __future__ import annotations
@@ -13,17 +14,23 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from lngate.domain.errors import LedgerRefused
 from lngate.domain.ledger import AccountKind, TransferFlag, TransferResult, TransferSpec
 from lngate.domain.withdrawals import WithdrawalStatus
+from lngate.lightning.node import Invoice
 from lngate.services.accounts import iso_ms
-from lngate.services.deposits import deposit_json
-from lngate.store import deposits, events
+from lngate.services.deposits import credit_settled_op, deposit_json
+from lngate.store import deposits, events, users
 from lngate.store import withdrawals as store
 from lngate.store.db import Tx
+from lngate.store.deposits import DepositStatus
 from lngate.store.ledger import apply_transfer
+from lngate.store.users import UserStatus
 from lngate.store.withdrawals import Withdrawal
 
 log = logging.getLogger(__name__)
+
+DONE = (TransferResult.OK, TransferResult.EXISTS)
 
 
 def withdrawal_json(w: Withdrawal) -> dict[str, Any]:
@@ -45,8 +52,16 @@ def withdrawal_json(w: Withdrawal) -> dict[str, Any]:
     }
 
 
+def _apply(tx: Tx, spec: TransferSpec) -> None:
+    """A write the books require: a refusal here is a broken invariant, so the whole operation
+    rolls back (its savepoint) and the withdrawal keeps its status to be retried and looked at."""
+    result = apply_transfer(tx, spec)
+    if result not in DONE:
+        raise LedgerRefused(f"{spec.id}: {result.value}")
+
+
 def _post(tx: Tx, hold_id: str, amount_msat: int) -> None:
-    result = apply_transfer(
+    _apply(
         tx,
         TransferSpec(
             f"{hold_id}:post",
@@ -58,11 +73,10 @@ def _post(tx: Tx, hold_id: str, amount_msat: int) -> None:
             kind="withdrawal",
         ),
     )
-    assert result in (TransferResult.OK, TransferResult.EXISTS), f"post {hold_id}: {result}"
 
 
 def _void(tx: Tx, hold_id: str) -> None:
-    result = apply_transfer(
+    _apply(
         tx,
         TransferSpec(
             f"{hold_id}:void",
@@ -74,12 +88,18 @@ def _void(tx: Tx, hold_id: str) -> None:
             kind="withdrawal",
         ),
     )
-    assert result in (TransferResult.OK, TransferResult.EXISTS), f"void {hold_id}: {result}"
+
+
+def _void_holds(tx: Tx, w: Withdrawal) -> None:
+    _void(tx, w.hold_id)
+    if w.exchange_fee_msat:
+        _void(tx, w.fee_hold_id)
 
 
 def _announce(tx: Tx, w_id: str, event_type: str) -> dict[str, Any]:
     done = store.by_id(tx, w_id)
-    assert done is not None
+    if done is None:
+        raise LedgerRefused(f"withdrawal {w_id} vanished inside its own transaction")
     body = withdrawal_json(done)
     events.append(tx, done.user_id, event_type, body)
     return body
@@ -89,7 +109,8 @@ def succeed_op(
     w: Withdrawal, routing_fee_msat: int, preimage: bytes, system_accounts: dict[str, int]
 ) -> Callable[[Tx], bool]:
     """sending -> succeeded: post amount + actual routing fee, release the rest of the reserve."""
-    assert hashlib.sha256(preimage).hexdigest() == w.payment_hash, "preimage does not match"
+    if hashlib.sha256(preimage).hexdigest() != w.payment_hash:
+        raise ValueError(f"withdrawal {w.id}: the preimage does not match the payment hash")
 
     def op(tx: Tx) -> bool:
         fee_charged = min(routing_fee_msat, w.fee_reserve_msat)
@@ -114,14 +135,16 @@ def succeed_op(
                 routing_fee_msat,
                 w.fee_reserve_msat,
             )
-            spec = TransferSpec(
-                f"withdrawal:{w.id}:excess_fee",
-                system_accounts[AccountKind.ROUTING_FEE_EXPENSE.value],
-                system_accounts[AccountKind.NODE.value],
-                excess,
-                kind="routing_fee",
+            _apply(
+                tx,
+                TransferSpec(
+                    f"withdrawal:{w.id}:excess_fee",
+                    system_accounts[AccountKind.ROUTING_FEE_EXPENSE.value],
+                    system_accounts[AccountKind.NODE.value],
+                    excess,
+                    kind="routing_fee",
+                ),
             )
-            assert apply_transfer(tx, spec) in (TransferResult.OK, TransferResult.EXISTS)
         _announce(tx, w.id, "withdrawal.succeeded")
         return True
 
@@ -144,9 +167,7 @@ def fail_op(w: Withdrawal, reason: str) -> Callable[[Tx], bool]:
             attempt=w.attempts,
         ):
             return False
-        _void(tx, w.hold_id)
-        if w.exchange_fee_msat:
-            _void(tx, w.fee_hold_id)
+        _void_holds(tx, w)
         _announce(tx, w.id, "withdrawal.failed")
         return True
 
@@ -154,65 +175,106 @@ def fail_op(w: Withdrawal, reason: str) -> Callable[[Tx], bool]:
 
 
 def reject_op(withdrawal_id: str, reason: str) -> Callable[[Tx], dict[str, Any] | None]:
-    """review -> rejected (an operator's decision): the holds are voided."""
+    """review | approved -> rejected (an operator's decision, for anything not yet sent to the
+    node): the holds are voided and an internal withdrawal's deposit is released."""
 
     def op(tx: Tx) -> dict[str, Any] | None:
         w = store.by_id(tx, withdrawal_id)
-        if w is None or not store.move(
-            tx, w.id, WithdrawalStatus.REVIEW, WithdrawalStatus.REJECTED, note=reason
-        ):
+        if w is None:
             return None
-        _void(tx, w.hold_id)
-        if w.exchange_fee_msat:
-            _void(tx, w.fee_hold_id)
+        moved = any(
+            store.move(tx, w.id, waiting, WithdrawalStatus.REJECTED, note=reason)
+            for waiting in (WithdrawalStatus.REVIEW, WithdrawalStatus.APPROVED)
+        )
+        if not moved:
+            return None
+        _void_holds(tx, w)
+        if w.internal:
+            deposits.release(tx, w.payment_hash, w.id)
         return _announce(tx, w.id, "withdrawal.rejected")
 
     return op
 
 
-def settle_internal_op(w: Withdrawal) -> Callable[[Tx], bool]:
-    """requested -> succeeded for an internal withdrawal, once our node has cancelled the
-    invoice: post the hold (it credits the recipient) and close the deposit as settled. It
-    passes through ``sending`` inside this one transaction: nobody ever sees it there."""
+def settle_internal_op(w: Withdrawal, system_accounts: dict[str, int]) -> Callable[[Tx], bool]:
+    """sending -> succeeded for an internal withdrawal, once our node has cancelled the invoice:
+    post the hold (it credits the recipient) and settle the reserved deposit, exactly once. If
+    the deposit or its owner can no longer take the money, the withdrawal fails instead (the
+    invoice is dead on the node, so the deposit closes as cancelled)."""
+    fail = fail_internal_op(w, "", system_accounts, invoice_cancelled=True)
 
     def op(tx: Tx) -> bool:
-        if not store.move(tx, w.id, WithdrawalStatus.REQUESTED, WithdrawalStatus.SENDING):
-            return False
-        assert store.finish(
+        deposit = deposits.by_hash(tx, w.payment_hash)
+        if (
+            deposit is None
+            or deposit.status is not DepositStatus.OPEN
+            or (deposit.reserved_by != w.id)
+        ):
+            return fail(tx, "the recipient's invoice is no longer open")
+        recipient = users.user_by_id(tx, deposit.user_id)
+        if recipient is None or recipient.status is UserStatus.FROZEN:
+            return fail(tx, "the recipient's account is frozen")
+        if not store.finish(
             tx,
             w.id,
             WithdrawalStatus.SUCCEEDED,
             routing_fee_msat=0,
             preimage_hex=None,
             note="settled internally",
-        )
+        ):
+            return False  # another worker finished it
+        if not deposits.settle_reserved(tx, w.payment_hash, w.id, w.amount_msat):
+            raise LedgerRefused(f"deposit {deposit.id} changed under its reservation")
         _post(tx, w.hold_id, w.amount_msat)
-        assert deposits.mark_settled(tx, w.payment_hash, w.amount_msat), "deposit not open"
-        deposit = deposits.by_hash(tx, w.payment_hash)
-        assert deposit is not None
-        events.append(tx, deposit.user_id, "deposit.settled", deposit_json(deposit))
+        settled = deposits.by_hash(tx, w.payment_hash)
+        if settled is not None:
+            events.append(tx, settled.user_id, "deposit.settled", deposit_json(settled))
         _announce(tx, w.id, "withdrawal.succeeded")
         return True
 
     return op
 
 
-def refuse_internal_op(w: Withdrawal, reason: str) -> Callable[[Tx], bool]:
-    """requested -> failed for an internal withdrawal whose invoice was paid from outside."""
+def fail_internal_op(
+    w: Withdrawal,
+    default_reason: str,
+    system_accounts: dict[str, int],
+    *,
+    invoice_cancelled: bool = False,
+    paid_from_outside: Invoice | None = None,
+) -> Callable[..., bool]:
+    """sending -> failed for an internal withdrawal: void the hold and release the deposit. If
+    our node cancelled the invoice, the deposit is closed as cancelled; if the invoice was paid
+    from outside, that payment is credited to the deposit (once) in the same transaction."""
+    credit = (
+        None
+        if paid_from_outside is None
+        else credit_settled_op(
+            paid_from_outside, system_accounts[AccountKind.NODE.value], from_stream=False
+        )
+    )
 
-    def op(tx: Tx) -> bool:
-        if not store.move(tx, w.id, WithdrawalStatus.REQUESTED, WithdrawalStatus.SENDING):
-            return False
-        assert store.finish(
+    def op(tx: Tx, reason: str = default_reason) -> bool:
+        if not store.finish(
             tx,
             w.id,
             WithdrawalStatus.FAILED,
             routing_fee_msat=None,
             preimage_hex=None,
             note=reason,
-            attempt=w.attempts + 1,  # the move to sending above counted one
-        )
-        _void(tx, w.hold_id)
+            attempt=w.attempts,
+        ):
+            return False
+        _void_holds(tx, w)
+        if invoice_cancelled and deposits.mark_closed(
+            tx, w.payment_hash, DepositStatus.CANCELLED, reserved_by=w.id
+        ):
+            closed = deposits.by_hash(tx, w.payment_hash)
+            if closed is not None:
+                events.append(tx, closed.user_id, "deposit.cancelled", deposit_json(closed))
+        deposits.release(tx, w.payment_hash, w.id)
+        if credit is not None:
+            credit(tx)
         _announce(tx, w.id, "withdrawal.failed")
         return True
 

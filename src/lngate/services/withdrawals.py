@@ -3,13 +3,16 @@ settlement of invoices our own node issued."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from lngate.bootstrap import Core
+from lngate.crashpoints import crash_point
 from lngate.domain import withdrawals as rules
 from lngate.domain.errors import (
     AccountFrozen,
@@ -21,14 +24,15 @@ from lngate.domain.errors import (
 )
 from lngate.domain.ledger import AccountKind, TransferFlag, TransferResult, TransferSpec
 from lngate.domain.money import parse_amount_msat
-from lngate.domain.withdrawals import WithdrawalStatus
+from lngate.domain.withdrawals import WithdrawalPolicy, WithdrawalStatus
 from lngate.lightning import errors as node_errors
 from lngate.lightning.bolt11 import decode_bolt11, invoice_network
-from lngate.lightning.node import DecodedInvoice, InvoiceState, Node, NodeInfo
+from lngate.lightning.node import DecodedInvoice, Invoice, InvoiceState, Node, NodeInfo
 from lngate.services import halt, lnurl, lnurl_client
+from lngate.services.deposits import close_op
 from lngate.services.idempotent import replayed, run_once
 from lngate.services.withdrawal_settlement import (
-    refuse_internal_op,
+    fail_internal_op,
     reject_op,
     settle_internal_op,
     withdrawal_json,
@@ -58,6 +62,7 @@ class Destination:
     bolt11: str
     decoded: DecodedInvoice
     lightning_address: str | None
+    minted_here: bool = False  # an invoice we just minted for one of our users' addresses
 
 
 class WithdrawalService:
@@ -84,31 +89,72 @@ class WithdrawalService:
         key, req_hash = idempotency
         previous = await self._core.read(lambda tx: replayed(tx, user_id, key, req_hash))
         if previous is not None:
-            return previous
+            return await self._core.read(lambda tx: self.get(tx, user_id, str(previous["id"])))
         await self._core.read(_refuse_if_halted)  # early, before asking any LNURL service
         destination = await self._destination(bolt11, lightning_address, amount_msat)
         if destination.lightning_address is not None:
             amount_msat = None  # the resolved invoice states it
-        w = await self._validate(user_id, destination, amount_msat)
-        body = await self._core.write(
-            lambda tx: run_once(tx, user_id, key, req_hash, lambda t: self._hold(t, w))
-        )
+        try:
+            w = await self._validate(user_id, destination, amount_msat)
+            if w.internal:
+                await self._require_open_on_node(w)  # node down: 503, and nothing was created
+            body = await self._core.write(
+                lambda tx: run_once(tx, user_id, key, req_hash, lambda t: self._hold(t, w))
+            )
+        except BaseException:
+            if destination.minted_here:
+                await self._withdraw_minted(destination)
+            raise
+        if body["id"] != w.id:  # a concurrent request with this key answered first
+            if destination.minted_here:
+                await self._withdraw_minted(destination)
+            return body
         self._core.withdrawal_work.fire()
-        if w.internal and body["id"] == w.id:
-            body = await self.settle_internally(w)
+        if w.internal and body["status"] == WithdrawalStatus.APPROVED:
+            body = await self._settle_now(w.id, user_id)
         return body
+
+    async def _require_open_on_node(self, w: Withdrawal) -> None:
+        invoice = await self._node.lookup_invoice(bytes.fromhex(w.payment_hash))
+        if invoice.state is not InvoiceState.OPEN:
+            raise InternalInvoicePaid("this invoice is already paid or closed")
+
+    async def _withdraw_minted(self, destination: Destination) -> None:
+        """A refused withdrawal to one of our users' Lightning Addresses leaves no open invoice
+        behind on the recipient: cancel the one minted for it, and close its deposit."""
+        payment_hash = destination.decoded.payment_hash
+        try:
+            await self._node.cancel_invoice(payment_hash)
+        except NodeError as exc:
+            log.warning("could not cancel minted invoice %s: %s", payment_hash.hex(), exc)
+            return  # still open on the node: the deposit stays open too, and may be paid
+        await self._core.write(close_op(payment_hash.hex(), DepositStatus.CANCELLED))
+
+    async def _settle_now(self, withdrawal_id: str, user_id: str) -> dict[str, Any]:
+        """Settle a new internal withdrawal in the request, instantly. Funds are held by now, so
+        nothing here may answer an error: whatever stops it (the node, a halt, a freeze), the
+        withdrawal is durable and the payment worker finishes it."""
+        try:
+            claimed = await self._core.write(claim_op(withdrawal_id, self._policy))
+            if claimed is not None:
+                await self.settle_internally(claimed)
+        except NodeError as exc:
+            log.warning("withdrawal %s: node error %s; the worker finishes it", withdrawal_id, exc)
+        except Exception:  # a bug or a database outage: loud, but the held funds are safe
+            log.exception("withdrawal %s: settling in the request failed", withdrawal_id)
+        return await self._core.read(lambda tx: self.get(tx, user_id, withdrawal_id))
 
     async def _destination(
         self, bolt11: str | None, address: str | None, amount_msat: int | None
     ) -> Destination:
         if (bolt11 is None) == (address is None):
             raise InvalidRequest("give exactly one of bolt11 or lightning_address")
+        minted_here = False
         if address is not None:
             if amount_msat is None:
                 raise rules.AmountRequired("a Lightning Address withdrawal needs amount_msat")
             parse_amount_msat(amount_msat)
-            bolt11 = await self._resolve_address(address, amount_msat)
-        assert bolt11 is not None
+            bolt11, minted_here = await self._resolve_address(address, amount_msat)
         if not isinstance(bolt11, str) or len(bolt11) > BOLT11_MAX_CHARS:
             raise rules.InvoiceRefused("bolt11 must be a BOLT 11 invoice string")
         bolt11 = bolt11.strip()
@@ -118,16 +164,18 @@ class WithdrawalService:
             decoded = decode_bolt11(bolt11)
         except node_errors.InvalidInvoice as exc:
             raise rules.InvoiceRefused(f"not a valid BOLT 11 invoice: {exc.message}") from exc
-        return Destination(bolt11, decoded, address)
+        return Destination(bolt11, decoded, address, minted_here)
 
-    async def _resolve_address(self, address: str, amount_msat: int) -> str:
+    async def _resolve_address(self, address: str, amount_msat: int) -> tuple[str, bool]:
+        """The invoice to pay, and whether we minted it ourselves."""
         name, host = lnurl_client.parse_address(address)
         if host == self._core.config.public_host.lower():
             # One of our own users: mint their invoice directly, no HTTP round trip to ourselves.
             answer = await lnurl.callback(self._core, self._node, name, str(amount_msat), None)
-            return str(answer["pr"])
+            return str(answer["pr"]), True
         allow = self._core.config.lnurl_allow_private_hosts
-        return await lnurl_client.resolve_invoice(address, amount_msat, allow_private=allow)
+        bolt11 = await lnurl_client.resolve_invoice(address, amount_msat, allow_private=allow)
+        return bolt11, False
 
     async def _validate(
         self, user_id: str, dest: Destination, amount_msat: int | None
@@ -141,8 +189,7 @@ class WithdrawalService:
         amount = rules.resolve_amount(inv.amount_msat, amount_msat)
         parse_amount_msat(amount)
         internal = inv.payee == info.pubkey
-        if not internal:
-            rules.check_amount(amount, policy)
+        rules.check_amount(amount, policy)  # internal ones too: the same rules for every payer
         if inv.payee in policy.blocked_payees:
             raise rules.BlockedDestination("payments to this node are blocked")
         now = int(time.time() * 1000)
@@ -170,9 +217,11 @@ class WithdrawalService:
         )
 
     def _hold(self, tx: Tx, w: Withdrawal) -> dict[str, Any]:
-        """Checks that need the database, then the hold, atomically."""
+        """Checks that need the database, then the record and the hold, atomically. Internal
+        withdrawals follow the same rules (limits, review) and reserve the deposit they pay."""
         user = users.user_by_id(tx, w.user_id)
-        assert user is not None
+        if user is None:
+            raise NotFound("no such user")
         if user.status is UserStatus.FROZEN:
             raise AccountFrozen("this account is frozen")
         store.take_lock(tx, "withdrawal_limits")  # limits are a check-then-write: serialise
@@ -182,23 +231,21 @@ class WithdrawalService:
         credit_account = self._system("node")
         if w.internal:
             credit_account = self._internal_recipient(tx, w).account_id
-        else:
-            now = w.created_at_ms
-            rules.check_limits(
-                w.amount_msat,
-                store.sum_since(tx, now - DAY_MS, user_id=w.user_id),
-                store.sum_since(tx, now - HOUR_MS),
-                self._policy,
-            )
-        review = not w.internal and rules.needs_review(w.amount_msat, self._policy)
-        if w.internal:
-            status = WithdrawalStatus.REQUESTED
-        else:
-            status = WithdrawalStatus.REVIEW if review else WithdrawalStatus.APPROVED
+        now = w.created_at_ms
+        rules.check_limits(
+            w.amount_msat,
+            store.sum_since(tx, now - DAY_MS, user_id=w.user_id),
+            0 if w.internal else store.sum_since(tx, now - HOUR_MS),  # it never leaves the node
+            self._policy,
+        )
+        review = rules.needs_review(w.amount_msat, self._policy)
+        status = WithdrawalStatus.REVIEW if review else WithdrawalStatus.APPROVED
         try:
             store.insert(tx, _with_status(w, status))
         except IntegrityError as exc:  # the unique index: another process, same hash
             raise rules.DuplicatePaymentHash("this invoice is already paid or being paid") from exc
+        if w.internal and not deposits.reserve(tx, w.payment_hash, w.id):
+            raise InternalInvoicePaid("this invoice is already paid or being paid")
         self._place_hold(
             tx, w.hold_id, user.account_id, credit_account, w.amount_msat + w.fee_reserve_msat
         )
@@ -207,7 +254,8 @@ class WithdrawalService:
                 tx, w.fee_hold_id, user.account_id, self._system("fee_revenue"), w.exchange_fee_msat
             )
         stored = store.by_id(tx, w.id)
-        assert stored is not None
+        if stored is None:
+            raise LedgerRefused(f"withdrawal {w.id} vanished inside its own transaction")
         body = withdrawal_json(stored)
         if review:
             events.append(tx, w.user_id, "withdrawal.review", body)
@@ -235,38 +283,56 @@ class WithdrawalService:
             or (deposit.payee != w.payee)
         ):
             raise rules.OwnNodeInvoice("this invoice of our node is not an open deposit")
-        if deposit.status is not DepositStatus.OPEN:
+        if deposit.status is not DepositStatus.OPEN or deposit.reserved_by is not None:
             raise InternalInvoicePaid("this invoice is already paid or closed")
         if deposit.amount_msat is not None and deposit.amount_msat != w.amount_msat:
             raise rules.OwnNodeInvoice("the amount differs from the deposit's invoice")
         if deposit.user_id == w.user_id:
             raise InvalidRequest("this is your own deposit invoice")
         recipient = users.user_by_id(tx, deposit.user_id)
-        assert recipient is not None
+        if recipient is None:
+            raise rules.OwnNodeInvoice("this invoice of our node belongs to no user")
+        if recipient.status is UserStatus.FROZEN:
+            # Like a transfer: a frozen account receives nothing until an operator unfreezes it.
+            raise AccountFrozen("the recipient cannot receive payments now")
         return recipient
 
     def _system(self, kind: str) -> int:
         return self._core.system_accounts[AccountKind(kind).value]
 
-    async def settle_internally(self, w: Withdrawal) -> dict[str, Any]:
-        """Cancel the invoice on our node first, so it can never also be paid from outside
-        (LNbits #2159, blink #1295), then post the hold. If the node already has it settled or
-        accepted, refuse and release the hold."""
+    async def settle_internally(self, w: Withdrawal) -> None:
+        """sending -> succeeded | failed for an internal withdrawal, acting only on what our node
+        says of the invoice. Cancel it first, so it can never also be paid from outside (LNbits
+        #2159, blink #1295); once the node has it cancelled, the recipient is credited, once. A
+        node error leaves the withdrawal ``sending`` for the worker to ask again; nothing else
+        leaves it unfinished."""
         payment_hash = bytes.fromhex(w.payment_hash)
+        accounts = self._core.system_accounts
         try:
             invoice = await self._node.lookup_invoice(payment_hash)
             if invoice.state is InvoiceState.OPEN:
-                await self._node.cancel_invoice(payment_hash)
-                invoice = await self._node.lookup_invoice(payment_hash)
-        except NodeError as exc:
-            if not isinstance(exc, node_errors.AlreadyPaid):
-                raise  # unknown outcome: the withdrawal stays 'requested'; the worker retries
-            invoice = await self._node.lookup_invoice(payment_hash)
+                crash_point("internal_before_cancel")
+                invoice = await self._cancel(payment_hash)
+                crash_point("internal_after_cancel")
+        except node_errors.InvoiceNotFound:
+            reason = "our node no longer knows this invoice"
+            await self._core.write(fail_internal_op(w, reason, accounts))
+            return
         if invoice.state is InvoiceState.CANCELED:
-            await self._core.write(settle_internal_op(w))
-        else:
-            await self._core.write(refuse_internal_op(w, "the invoice was paid from outside"))
-        return await self._core.read(lambda tx: self.get(tx, w.user_id, w.id))
+            await self._core.write(settle_internal_op(w, accounts))
+        elif invoice.state is InvoiceState.SETTLED:
+            reason = "the invoice was paid from outside"
+            await self._core.write(fail_internal_op(w, reason, accounts, paid_from_outside=invoice))
+        elif invoice.state is InvoiceState.ACCEPTED:
+            reason = "the invoice is being paid from outside"
+            await self._core.write(fail_internal_op(w, reason, accounts))
+        # still OPEN: the cancel did not take; the worker asks again
+
+    async def _cancel(self, payment_hash: bytes) -> Invoice:
+        # Refused because it was paid from outside meanwhile: the lookup below says how.
+        with contextlib.suppress(node_errors.AlreadyPaid, node_errors.InvalidNodeRequest):
+            await self._node.cancel_invoice(payment_hash)
+        return await self._node.lookup_invoice(payment_hash)
 
     # -- queries and operator decisions -------------------------------------------------------
 
@@ -298,6 +364,47 @@ def _with_status(w: Withdrawal, status: WithdrawalStatus) -> Withdrawal:
     return replace(w, status=status)
 
 
+IN_FLIGHT_CAP_NOTE = "waiting: too many of your payments are in flight"
+
+
+def over_in_flight_cap(
+    policy: WithdrawalPolicy, w: Withdrawal, count: int, total_msat: int
+) -> bool:
+    """Hold-invoice griefing: a user's payments held in flight would lock up the node's
+    liquidity, so each user has only so many (and so much) in flight at once."""
+    return count >= policy.user_sending_max_count or (
+        total_msat + w.amount_msat > policy.user_sending_max_msat
+    )
+
+
+def claim_op(withdrawal_id: str, policy: WithdrawalPolicy) -> Callable[[Tx], Withdrawal | None]:
+    """approved -> sending, committed before the node is called; the claimed record, or None.
+    Nothing is claimed while withdrawals are halted or its user is frozen, past the user's
+    in-flight cap, or ahead of an earlier approved withdrawal of the same user."""
+
+    def op(tx: Tx) -> Withdrawal | None:
+        w = store.by_id(tx, withdrawal_id)
+        if w is None or w.status is not WithdrawalStatus.APPROVED or halt.halted(tx) is not None:
+            return None
+        user = users.user_by_id(tx, w.user_id)
+        if user is None or user.status is UserStatus.FROZEN:
+            return None
+        store.take_lock(tx, "withdrawal_limits")
+        if store.earlier_approved(tx, w.user_id, w.seq):
+            return None
+        count, total_msat = store.sending_totals(tx, w.user_id)
+        if not w.internal and over_in_flight_cap(policy, w, count, total_msat):
+            return None  # checked again here: another worker may have claimed meanwhile
+        if not store.move(tx, w.id, WithdrawalStatus.APPROVED, WithdrawalStatus.SENDING, note=""):
+            return None
+        if not w.internal and count + 1 >= policy.user_sending_max_count:
+            # The user's queue is not offered again until one lands: tell them why it waits.
+            store.note_approved(tx, w.user_id, IN_FLIGHT_CAP_NOTE)
+        return store.by_id(tx, w.id)
+
+    return op
+
+
 def approve_op(withdrawal_id: str, actor: str, reason: str) -> Any:
     def op(tx: Tx) -> dict[str, Any] | None:
         if not store.move(
@@ -316,8 +423,7 @@ def approve_op(withdrawal_id: str, actor: str, reason: str) -> Any:
             reason=reason,
         )
         w = store.by_id(tx, withdrawal_id)
-        assert w is not None
-        return withdrawal_json(w)
+        return None if w is None else withdrawal_json(w)
 
     return op
 

@@ -31,11 +31,12 @@ class Deposit:
     created_at_ms: int
     expires_at_ms: int
     settled_at_ms: int | None
+    reserved_by: str | None = None  # the internal withdrawal paying it, while one does
 
 
 _COLUMNS = (
     "id, user_id, payment_hash, bolt11, payee, amount_msat, amount_paid_msat, memo, source, "
-    "status, created_at_ms, expires_at_ms, settled_at_ms"
+    "status, created_at_ms, expires_at_ms, settled_at_ms, reserved_by"
 )
 
 
@@ -54,13 +55,14 @@ def _deposit(r: Row) -> Deposit:
         int(r[10]),
         int(r[11]),
         None if r[12] is None else int(r[12]),
+        None if r[13] is None else str(r[13]),
     )
 
 
 def insert(tx: Tx, d: Deposit) -> None:
     tx.execute(
         f"INSERT INTO deposits ({_COLUMNS}) VALUES "
-        "(:id, :u, :h, :b, :p, :a, NULL, :m, :s, :st, :c, :e, NULL)",
+        "(:id, :u, :h, :b, :p, :a, NULL, :m, :s, :st, :c, :e, NULL, NULL)",
         {
             "id": d.id,
             "u": d.user_id,
@@ -102,9 +104,11 @@ def page_for_user(
 
 
 def open_past_expiry(tx: Tx, cutoff_ms: int, limit: int) -> list[Deposit]:
+    """Open deposits past expiry that nobody else owns: a deposit reserved by an internal
+    withdrawal is closed by that withdrawal's settlement, not by the expiry poll."""
     rows = tx.all(
         f"SELECT {_COLUMNS} FROM deposits WHERE status = :s AND expires_at_ms < :c "
-        "ORDER BY expires_at_ms LIMIT :l",
+        "AND reserved_by IS NULL ORDER BY expires_at_ms LIMIT :l",
         {"s": DepositStatus.OPEN.value, "c": cutoff_ms, "l": limit},
     )
     return [_deposit(r) for r in rows]
@@ -129,12 +133,64 @@ def mark_settled(tx: Tx, payment_hash_hex: str, amount_paid_msat: int) -> bool:
     )
 
 
-def mark_closed(tx: Tx, payment_hash_hex: str, status: DepositStatus) -> bool:
+def mark_closed(
+    tx: Tx, payment_hash_hex: str, status: DepositStatus, *, reserved_by: str | None = None
+) -> bool:
+    """open -> expired | cancelled. A reserved deposit is closed only by the withdrawal that
+    reserved it (``reserved_by``); everyone else (the watcher, the poll) leaves it alone."""
     assert status in (DepositStatus.EXPIRED, DepositStatus.CANCELLED)
+    owner = "reserved_by IS NULL" if reserved_by is None else "reserved_by = :r"
     return (
         tx.execute(
-            "UPDATE deposits SET status = :s WHERE payment_hash = :h AND status = :open",
-            {"s": status.value, "h": payment_hash_hex, "open": DepositStatus.OPEN.value},
+            f"UPDATE deposits SET status = :s WHERE payment_hash = :h AND status = :open "
+            f"AND {owner}",
+            {
+                "s": status.value,
+                "h": payment_hash_hex,
+                "open": DepositStatus.OPEN.value,
+                "r": reserved_by,
+            },
+        )
+        == 1
+    )
+
+
+def reserve(tx: Tx, payment_hash_hex: str, withdrawal_id: str) -> bool:
+    """An internal withdrawal takes the open deposit it pays; False if it is not open or is
+    already taken (two payers of one invoice: one wins)."""
+    return (
+        tx.execute(
+            "UPDATE deposits SET reserved_by = :w WHERE payment_hash = :h AND status = :open "
+            "AND reserved_by IS NULL",
+            {"w": withdrawal_id, "h": payment_hash_hex, "open": DepositStatus.OPEN.value},
+        )
+        == 1
+    )
+
+
+def release(tx: Tx, payment_hash_hex: str, withdrawal_id: str) -> None:
+    """The withdrawal gave up the deposit (rejected, failed): it is an ordinary deposit again."""
+    tx.execute(
+        "UPDATE deposits SET reserved_by = NULL WHERE payment_hash = :h AND reserved_by = :w",
+        {"h": payment_hash_hex, "w": withdrawal_id},
+    )
+
+
+def settle_reserved(tx: Tx, payment_hash_hex: str, withdrawal_id: str, amount_msat: int) -> bool:
+    """open -> settled by the internal withdrawal that reserved it, exactly once; never a
+    deposit that is no longer open."""
+    return (
+        tx.execute(
+            "UPDATE deposits SET status = :settled, amount_paid_msat = :a, settled_at_ms = :t "
+            "WHERE payment_hash = :h AND status = :open AND reserved_by = :w",
+            {
+                "settled": DepositStatus.SETTLED.value,
+                "a": amount_msat,
+                "t": now_ms(),
+                "h": payment_hash_hex,
+                "open": DepositStatus.OPEN.value,
+                "w": withdrawal_id,
+            },
         )
         == 1
     )

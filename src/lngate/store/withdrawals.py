@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from lngate.domain.withdrawals import ACTIVE, WithdrawalStatus
 from lngate.store.db import Dialect, Row, Tx
 from lngate.store.ledger import now_ms
+from lngate.store.users import UserStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,43 @@ def with_status(
     return [_withdrawal(r) for r in rows]
 
 
+def claimable(tx: Tx, *, per_user_max: int, limit: int) -> list[Withdrawal]:
+    """The approved withdrawals the payment worker may claim now, fairly: of each user only the
+    oldest ones they may still put in flight (``per_user_max`` less what is sending), none of a
+    frozen user; oldest first across users. One user's long queue never hides anyone else's,
+    and a user's later withdrawal is never offered before an earlier one."""
+    columns = ", ".join(f"q.{c.strip()}" for c in _COLUMNS.split(","))
+    rows = tx.all(
+        f"WITH q AS (SELECT {_COLUMNS}, ROW_NUMBER() OVER (PARTITION BY user_id ORDER BY seq) "
+        "AS place FROM withdrawals WHERE status = :approved), "
+        "flying AS (SELECT user_id, COUNT(*) AS n FROM withdrawals WHERE status = :sending "
+        "GROUP BY user_id) "
+        f"SELECT {columns} FROM q JOIN users u ON u.id = q.user_id "
+        "LEFT JOIN flying f ON f.user_id = q.user_id "
+        "WHERE u.status <> :frozen AND q.place + COALESCE(f.n, 0) <= :cap "
+        "ORDER BY q.seq LIMIT :l",
+        {
+            "approved": WithdrawalStatus.APPROVED.value,
+            "sending": WithdrawalStatus.SENDING.value,
+            "frozen": UserStatus.FROZEN.value,
+            "cap": per_user_max,
+            "l": limit,
+        },
+    )
+    return [_withdrawal(r) for r in rows]
+
+
+def earlier_approved(tx: Tx, user_id: str, seq: int) -> bool:
+    """Whether the user has an approved withdrawal older than ``seq`` (it goes first)."""
+    return (
+        tx.scalar(
+            "SELECT 1 FROM withdrawals WHERE user_id = :u AND status = :s AND seq < :q LIMIT 1",
+            {"u": user_id, "s": WithdrawalStatus.APPROVED.value, "q": seq},
+        )
+        is not None
+    )
+
+
 def move(
     tx: Tx,
     withdrawal_id: str,
@@ -205,14 +243,26 @@ def set_note(tx: Tx, withdrawal_id: str, note: str) -> None:
     tx.execute("UPDATE withdrawals SET note = :n WHERE id = :id", {"n": note, "id": withdrawal_id})
 
 
+def note_approved(tx: Tx, user_id: str, note: str) -> None:
+    """Tell the user why all their approved withdrawals wait."""
+    tx.execute(
+        "UPDATE withdrawals SET note = :n WHERE user_id = :u AND status = :s AND note <> :n",
+        {"n": note, "u": user_id, "s": WithdrawalStatus.APPROVED.value},
+    )
+
+
 def sum_since(tx: Tx, since_ms: int, user_id: str | None = None) -> int:
-    """Total of active withdrawals created since ``since_ms`` (one user, or everyone)."""
+    """Total of active withdrawals created since ``since_ms``: one user's, internal ones
+    included (the 24 h limit is the user's, wherever the money goes), or everyone's that leave
+    the node (the exchange's velocity limit is about the hot wallet)."""
     statuses = ", ".join(f"'{s.value}'" for s in sorted(ACTIVE))
-    where = f"created_at_ms >= :since AND internal = 0 AND status IN ({statuses})"
+    where = f"created_at_ms >= :since AND status IN ({statuses})"
     params: dict[str, object] = {"since": since_ms}
     if user_id is not None:
         where += " AND user_id = :u"
         params["u"] = user_id
+    else:
+        where += " AND internal = 0"
     return int(
         tx.scalar(f"SELECT COALESCE(SUM(amount_msat), 0) FROM withdrawals WHERE {where}", params)
     )

@@ -15,9 +15,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
+from typing import Any
 
 from lngate.bootstrap import Core
+from lngate.crashpoints import crash_point
 from lngate.domain.errors import NodeError
 from lngate.domain.withdrawals import WithdrawalPolicy, WithdrawalStatus
 from lngate.lightning import errors as node_errors
@@ -25,11 +28,15 @@ from lngate.lightning.bolt11 import decode_bolt11
 from lngate.lightning.node import Node, Payment, PaymentStatus
 from lngate.services import halt
 from lngate.services.withdrawal_settlement import fail_op, succeed_op
-from lngate.services.withdrawals import WithdrawalService
+from lngate.services.withdrawals import (
+    IN_FLIGHT_CAP_NOTE,
+    WithdrawalService,
+    claim_op,
+    over_in_flight_cap,
+)
 from lngate.store import withdrawals as store
 from lngate.store.db import Tx
 from lngate.store.withdrawals import Withdrawal
-from lngate.workers.crashpoints import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +68,8 @@ class PaymentWorker:
         concurrency: int = 16,
         track_every_s: float = 1.0,
     ) -> None:
-        assert 1 <= concurrency <= 256
+        if not 1 <= concurrency <= 256:
+            raise ValueError("concurrency must be between 1 and 256")
         self._core = core
         self._node = node
         self._policy: WithdrawalPolicy = core.config.withdrawals
@@ -72,16 +80,22 @@ class PaymentWorker:
         self._tracked_at: dict[str, float] = {}  # in-flight payments: ask the node at this pace
         self._internal = WithdrawalService(core, node)
         self._outbound: tuple[float, int] | None = None
-        self._claim_lock = asyncio.Lock()
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks: set[asyncio.Task[None]] = set()
+
+        def spawn(work: Coroutine[Any, Any, None]) -> None:
+            task = asyncio.create_task(work)
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
         try:
             while not stop.is_set():
-                for w in await self._work():
-                    task = asyncio.create_task(self._handle(w))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                queues, in_flight = await self._work()
+                for w in in_flight:
+                    spawn(self._handle(w, self._resolve))
+                for queue in queues:
+                    spawn(self._claim_in_order(queue, spawn))
                 # New withdrawals in this process wake it at once; in flight ones are asked
                 # about every poll, and work queued by other processes is found the same way.
                 await self._core.withdrawal_work.wait(self._poll_s)
@@ -95,87 +109,117 @@ class PaymentWorker:
         """Tests and benchmarks: work until nothing is approved or sending (or the timeout)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            work = await self._work()
-            if not work and not self._busy:
+            queues, in_flight = await self._work()
+            if not queues and not in_flight and not self._busy:
                 return
-            await asyncio.gather(*(self._handle(w) for w in work))
+            payments: list[Coroutine[Any, Any, None]] = []
+            await asyncio.gather(
+                *(self._handle(w, self._resolve) for w in in_flight),
+                *(self._claim_in_order(queue, payments.append) for queue in queues),
+            )
+            await asyncio.gather(*payments)
             await asyncio.sleep(0.01)
 
-    async def _work(self) -> list[Withdrawal]:
-        def pick(tx: Tx) -> list[Withdrawal]:
-            out = store.with_status(tx, WithdrawalStatus.APPROVED, CLAIM_BATCH)
-            out += store.with_status(tx, WithdrawalStatus.SENDING, TRACK_BATCH)
-            out += [
-                w
-                for w in store.with_status(tx, WithdrawalStatus.REQUESTED, CLAIM_BATCH)
-                if w.internal and time.time() * 1000 - w.created_at_ms > 5_000
-            ]
-            return out
+    async def _work(self) -> tuple[list[list[Withdrawal]], list[Withdrawal]]:
+        """What to do this round: per user, the approved withdrawals they may put in flight now,
+        in their order (fair: however long one user's queue, everyone's head is here); and the
+        payments in flight that are due to be asked about."""
 
+        def pick(tx: Tx) -> tuple[list[Withdrawal], list[Withdrawal]]:
+            per_user = self._policy.user_sending_max_count
+            claimable = store.claimable(tx, per_user_max=per_user, limit=CLAIM_BATCH)
+            return claimable, store.with_status(tx, WithdrawalStatus.SENDING, TRACK_BATCH)
+
+        claimable, sending = await self._core.read(pick)
+        queues: dict[str, list[Withdrawal]] = {}
+        for w in claimable:
+            queues.setdefault(w.user_id, []).append(w)
         now = time.monotonic()
         due = []
-        for w in await self._core.read(pick):
-            if w.id in self._busy:
+        for w in sending:
+            if w.id in self._busy or now - self._tracked_at.get(w.id, 0.0) < self._track_every_s:
                 continue
-            if w.status is WithdrawalStatus.SENDING:
-                if now - self._tracked_at.get(w.id, 0.0) < self._track_every_s:
-                    continue
-                self._tracked_at[w.id] = now
+            self._tracked_at[w.id] = now
             due.append(w)
         if len(self._tracked_at) > 4 * TRACK_BATCH:  # forget the finished ones
-            sending = {w.id for w in due if w.status is WithdrawalStatus.SENDING}
-            self._tracked_at = {k: v for k, v in self._tracked_at.items() if k in sending}
-        return due
+            flying = {w.id for w in sending}
+            self._tracked_at = {k: v for k, v in self._tracked_at.items() if k in flying}
+        return list(queues.values()), due
 
-    async def _handle(self, w: Withdrawal) -> None:
+    async def _handle(
+        self, w: Withdrawal, step: Callable[[Withdrawal], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run one step for ``w``, unless this worker is already on it."""
         if w.id in self._busy:
             return
         self._busy.add(w.id)
+        await self._guarded(w, step)
+
+    async def _guarded(
+        self, w: Withdrawal, step: Callable[[Withdrawal], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run ``step`` for ``w`` (already marked busy) in a slot, then mark it free. A step that
+        fails decides nothing: the withdrawal keeps its status and hold for the next round."""
         try:
             async with self._slots:
-                if w.status is WithdrawalStatus.APPROVED:
-                    await self._send(w)
-                elif w.status is WithdrawalStatus.SENDING:
-                    await self._resolve(w)
-                elif w.status is WithdrawalStatus.REQUESTED and w.internal:
-                    await self._internal.settle_internally(w)  # a crash interrupted it
+                await step(w)
         except NodeError as exc:
             log.warning("withdrawal %s: node error %s; will ask again", w.id, exc)
         except Exception:
-            # Nothing was decided: the withdrawal keeps its status and hold, and is picked up
-            # again next round. Logged loudly, because it is a bug or a database outage.
+            # A bug or a database outage: logged loudly; the next round picks it up again.
             log.exception("withdrawal %s: unexpected error; will try again", w.id)
         finally:
             self._busy.discard(w.id)
 
-    async def _send(self, w: Withdrawal) -> None:
-        # Claims go one at a time, oldest first (tasks reach this lock in queue order and it
-        # wakes waiters in turn): a user's later withdrawal never overtakes an earlier one.
-        async with self._claim_lock:
-            if not await self._try_claim(w):
+    async def _claim_in_order(
+        self, queue: list[Withdrawal], spawn: Callable[[Coroutine[Any, Any, None]], object]
+    ) -> None:
+        """Claim one user's withdrawals oldest first, stopping at the first that must wait: a
+        user's later withdrawal never overtakes an earlier one. Each claimed one is then sent
+        on its own (still marked busy, so no tracking round races its first attempt), and the
+        next claim does not wait for the payment."""
+        for w in queue:
+            if w.id in self._busy:
                 return
-        crash_point("after_sending_recorded")
-        sending = await self._core.read(lambda tx: store.by_id(tx, w.id))
-        assert sending is not None
-        await self._pay(sending)
+            self._busy.add(w.id)
+            claimed = None
+            try:
+                claimed = await self._try_claim(w)
+            except NodeError as exc:
+                log.warning("withdrawal %s: node error %s; will try again", w.id, exc)
+            except Exception:
+                log.exception("withdrawal %s: unexpected error claiming it", w.id)
+            if claimed is None:
+                self._busy.discard(w.id)
+                return
+            spawn(self._guarded(claimed, self._start))
 
-    async def _try_claim(self, w: Withdrawal) -> bool:
+    async def _start(self, w: Withdrawal) -> None:
+        """The first attempt of a claimed withdrawal (``sending`` is committed)."""
+        crash_point("after_sending_recorded")
+        if w.internal:
+            await self._internal.settle_internally(w)
+        else:
+            await self._pay(w)
+
+    async def _try_claim(self, w: Withdrawal) -> Withdrawal | None:
         crash_point("before_claim")
         state = await self._core.read(halt.halted)
         if state is not None:
             await self._note(w, f"waiting: withdrawals are halted ({state.get('reason')})")
-            return False
-        if w.amount_msat + w.fee_reserve_msat > await self._outbound_msat():
-            await self._note(w, "waiting: not enough outbound liquidity on the node")
-            return False
-        totals = await self._core.read(lambda tx: store.sending_totals(tx, w.user_id))
-        if self._over_cap(w, *totals):
-            await self._note(w, "waiting: too many of your payments are in flight")
-            return False
-        if not await self._core.write(lambda tx: self._claim(tx, w)):
-            return False
-        self._outbound = None  # it just changed
-        return True
+            return None
+        if not w.internal:
+            if w.amount_msat + w.fee_reserve_msat > await self._outbound_msat():
+                await self._note(w, "waiting: not enough outbound liquidity on the node")
+                return None
+            totals = await self._core.read(lambda tx: store.sending_totals(tx, w.user_id))
+            if over_in_flight_cap(self._policy, w, *totals):
+                await self._note(w, IN_FLIGHT_CAP_NOTE)
+                return None
+        claimed = await self._core.write(claim_op(w.id, self._policy))
+        if claimed is not None and not w.internal:
+            self._outbound = None  # it just changed
+        return claimed
 
     async def _outbound_msat(self) -> int:
         """What the node can send now (cached briefly: one balance call per second at most)."""
@@ -185,26 +229,10 @@ class PaymentWorker:
             self._outbound = (now, balances.channel_local_msat)
         return self._outbound[1]
 
-    def _over_cap(self, w: Withdrawal, count: int, total_msat: int) -> bool:
-        policy = self._policy
-        return count >= policy.user_sending_max_count or (
-            total_msat + w.amount_msat > policy.user_sending_max_msat
-        )
-
     async def _note(self, w: Withdrawal, note: str) -> None:
         """Tell the user why it waits; written once, not on every round."""
         if w.note != note:
             await self._core.write(lambda tx: store.set_note(tx, w.id, note))
-
-    def _claim(self, tx: Tx, w: Withdrawal) -> bool:
-        """approved -> sending, unless halted meanwhile, or the user already has too much in
-        flight (hold-invoice griefing: held HTLCs would lock up the node's liquidity)."""
-        if halt.halted(tx) is not None:
-            return False
-        store.take_lock(tx, "withdrawal_limits")
-        if self._over_cap(w, *store.sending_totals(tx, w.user_id)):
-            return False  # checked again here: another worker may have claimed meanwhile
-        return store.move(tx, w.id, WithdrawalStatus.APPROVED, WithdrawalStatus.SENDING, note="")
 
     async def _pay(self, w: Withdrawal) -> None:
         amountless = decode_bolt11(w.bolt11).amount_msat is None
@@ -240,6 +268,9 @@ class PaymentWorker:
 
     async def _resolve(self, w: Withdrawal, refused: str | None = None) -> None:
         """Ask the node what became of the payment, and act on that only."""
+        if w.internal:
+            await self._internal.settle_internally(w)
+            return
         payment = await self._node.track_payment(bytes.fromhex(w.payment_hash))
         if payment.status is not PaymentStatus.UNKNOWN:
             await self._apply(w, payment)
@@ -262,7 +293,8 @@ class PaymentWorker:
 
     async def _apply(self, w: Withdrawal, payment: Payment) -> None:
         if payment.status is PaymentStatus.SUCCEEDED:
-            assert payment.preimage is not None
+            if payment.preimage is None:
+                raise node_errors.InvalidNodeRequest("the node reported success without a preimage")
             op = succeed_op(w, payment.fee_msat, payment.preimage, self._core.system_accounts)
             if await self._core.write(op):
                 self._observe(w, "succeeded")

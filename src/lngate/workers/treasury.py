@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lngate.bootstrap import Core
+from lngate.crashpoints import crash_point
 from lngate.domain.errors import NodeError
 from lngate.domain.treasury import ColdPurpose, NoColdAddress, sweep_amount_sat
 from lngate.lightning.node import Network, Node, OnchainTx
@@ -44,7 +45,6 @@ from lngate.services.treasury import (
 from lngate.store import treasury as store
 from lngate.store.db import Tx
 from lngate.store.treasury import ColdAddress
-from lngate.workers.crashpoints import crash_point
 
 log = logging.getLogger(__name__)
 
