@@ -347,3 +347,40 @@ async def test_the_worker_never_loops_on_an_internal_withdrawal(live_server: Liv
         await eventually(all_finished, timeout_s=20, what="every internal withdrawal to finish")
         assert (await c.get("/v1/account")).json()["pending_msat"] == 0
         assert await available_msat(c) == FUNDS - 5 * AMOUNT
+
+
+class RefusesCancel(SimnetNode):
+    """A node credential that may not cancel invoices, or a node that ignores the cancel."""
+
+    def __init__(self, network: SimnetNetwork, *, deny: bool) -> None:
+        super().__init__(network)
+        self.deny = deny
+
+    async def cancel_invoice(self, payment_hash: bytes) -> None:
+        if self.deny:
+            raise node_errors.PermissionDenied("permission denied (test)")
+
+
+@pytest.mark.parametrize("deny", [True, False], ids=["denied", "ignored"])
+async def test_a_cancel_the_node_refuses_fails_the_withdrawal_instead_of_looping(
+    core: Core, deny: bool
+) -> None:
+    alice = funded_user(core, "alice", FUNDS)
+    bob = funded_user(core, "bob")
+    network = SimnetNetwork(core.config.simnet_dir)
+    node = RefusesCancel(network, deny=deny)
+    deposit = await create_deposit(core, node, bob.user_id, AMOUNT)
+    w = await WithdrawalService(core, node).request(
+        alice.user_id,
+        bolt11=deposit["bolt11"],
+        lightning_address=None,
+        amount_msat=None,
+        idempotency=("k1", "h1"),
+    )
+    assert w["status"] == "failed" and "cancel" in w["note"], w
+    assert balance_msat(core, alice) == FUNDS and balance_msat(core, bob) == 0
+    released = core.read_sync(lambda tx: deposits.by_hash(tx, deposit["payment_hash"]))
+    assert released is not None and released.status.value == "open"
+    assert released.reserved_by is None  # an ordinary deposit again: payable from outside
+    assert core.read_sync(check_ledger).ok
+    network.close()

@@ -304,8 +304,8 @@ class WithdrawalService:
         """sending -> succeeded | failed for an internal withdrawal, acting only on what our node
         says of the invoice. Cancel it first, so it can never also be paid from outside (LNbits
         #2159, blink #1295); once the node has it cancelled, the recipient is credited, once. A
-        node error leaves the withdrawal ``sending`` for the worker to ask again; nothing else
-        leaves it unfinished."""
+        node that cannot be reached or times out leaves the withdrawal ``sending`` for the
+        worker to ask again (the cancel may have happened); every other outcome finishes it."""
         payment_hash = bytes.fromhex(w.payment_hash)
         accounts = self._core.system_accounts
         try:
@@ -314,11 +314,17 @@ class WithdrawalService:
                 crash_point("internal_before_cancel")
                 invoice = await self._cancel(payment_hash)
                 crash_point("internal_after_cancel")
-        except node_errors.InvoiceNotFound:
-            reason = "our node no longer knows this invoice"
+        except (node_errors.InvoiceNotFound, node_errors.PermissionDenied) as exc:
+            # The node has no such invoice, or refused to touch it: nothing was cancelled and
+            # no money moved, so releasing the hold is safe (and retrying would never end).
+            reason = f"our node could not cancel the invoice: {exc.message}"
             await self._core.write(fail_internal_op(w, reason, accounts))
             return
-        if invoice.state is InvoiceState.CANCELED:
+        if invoice.state is InvoiceState.OPEN:
+            # The node answered the cancel but kept the invoice open: the same, said quietly.
+            reason = "our node did not cancel the invoice"
+            await self._core.write(fail_internal_op(w, reason, accounts))
+        elif invoice.state is InvoiceState.CANCELED:
             await self._core.write(settle_internal_op(w, accounts))
         elif invoice.state is InvoiceState.SETTLED:
             reason = "the invoice was paid from outside"
@@ -326,7 +332,6 @@ class WithdrawalService:
         elif invoice.state is InvoiceState.ACCEPTED:
             reason = "the invoice is being paid from outside"
             await self._core.write(fail_internal_op(w, reason, accounts))
-        # still OPEN: the cancel did not take; the worker asks again
 
     async def _cancel(self, payment_hash: bytes) -> Invoice:
         # Refused because it was paid from outside meanwhile: the lookup below says how.
