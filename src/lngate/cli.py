@@ -70,6 +70,16 @@ def _fail(exc: LngateError) -> None:
     raise typer.Exit(2)
 
 
+def use_uvloop() -> None:
+    """Serve on uvloop: ``asyncio.run`` ignores uvicorn's ``loop`` setting, and the default
+    loop costs a large share of a small request's time."""
+    import asyncio
+
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="listen address")] = None,
@@ -77,18 +87,51 @@ def serve(
     admin_port: Annotated[
         int | None, typer.Option(help="admin API and /metrics port (0: off); on 127.0.0.1")
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="run N API processes sharing the port, and the workers in processes of their "
+            "own (PostgreSQL only; see README: Running at scale)"
+        ),
+    ] = None,
+    worker_processes: Annotated[
+        int, typer.Option(help="with --processes: how many `lngate worker` processes")
+    ] = 1,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="run the workers in this process")
+    ] = True,
+    reuse_port: Annotated[
+        bool, typer.Option(help="bind the port with SO_REUSEPORT, shared with other processes")
+    ] = False,
 ) -> None:
-    """Run the API, the admin API and the workers in one process."""
+    """Run the API, the admin API and the workers in one process (or, with --processes, a
+    supervisor of several)."""
+    config = config_from_env(host=host, port=port, admin_port=admin_port)
+    if processes is not None:
+        from lngate.logs import configure_logging
+        from lngate.processes import ClusterPlan, run_cluster
+
+        configure_logging(json=config.log_json)
+        try:
+            plan = ClusterPlan(processes, worker_processes)
+            raise typer.Exit(run_cluster(config, plan))
+        except ValueError as exc:
+            message = {"error": {"code": "INVALID_REQUEST", "message": str(exc)}}
+            typer.echo(json.dumps(message), err=True)
+            raise typer.Exit(2) from exc
     from lngate.server import run_server
 
-    run_server(config_from_env(host=host, port=port, admin_port=admin_port))
+    use_uvloop()
+    run_server(config, with_workers=workers, reuse_port=reuse_port)
 
 
 @app.command()
 def worker() -> None:
-    """Run the background workers without the API (a separate process in production)."""
+    """Run the background workers without the API (a separate process in production; several
+    may run on PostgreSQL)."""
     from lngate.server import run_workers
 
+    use_uvloop()
     run_workers(config_from_env())
 
 
@@ -410,6 +453,15 @@ def bench(
     transfers: Annotated[int, typer.Option(help="transfers per in-process run")] = 20_000,
     duration_s: Annotated[int, typer.Option(help="seconds per HTTP run")] = 10,
     lightning_ops: Annotated[int, typer.Option(help="deposits and withdrawals each")] = 500,
+    sqlite: Annotated[bool, typer.Option(help="also measure SQLite")] = True,
+    processes: Annotated[
+        str,
+        typer.Option(
+            help="PostgreSQL: also measure HTTP through `serve --processes N` for each N "
+            "(comma-separated, e.g. 1,2,4; empty: skip)"
+        ),
+    ] = "1,2,4",
+    scale_concurrency: Annotated[int, typer.Option(help="wrk connections of those runs")] = 32,
 ) -> None:
     """Measure throughput and latency: transfers (service layer and HTTP, SQLite and, with
     LNGATE_BENCH_POSTGRES_URL, PostgreSQL), deposit credit latency and withdrawals on simnet."""
@@ -424,6 +476,9 @@ def bench(
         transfers=transfers,
         duration_s=duration_s,
         lightning_ops=lightning_ops,
+        sqlite=sqlite,
+        scale_processes=tuple(int(n) for n in processes.split(",") if n.strip()),
+        scale_concurrency=scale_concurrency,
     )
 
 

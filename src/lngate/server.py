@@ -23,6 +23,7 @@ from lngate.api.app import Worker, create_app
 from lngate.bootstrap import Core, open_core, open_node
 from lngate.config import Config
 from lngate.logs import configure_logging
+from lngate.processes import reuse_port_socket
 from lngate.store import audit, system_state
 from lngate.workers.invoice_watcher import InvoiceWatcher
 from lngate.workers.payment_sender import PaymentWorker
@@ -81,18 +82,22 @@ def audit_config_change(core: Core) -> None:
     core.write_sync(op)
 
 
-def run_server(config: Config, *, with_workers: bool = True) -> None:
+def run_server(config: Config, *, with_workers: bool = True, reuse_port: bool = False) -> None:
+    """``reuse_port``: bind the public port with SO_REUSEPORT, so that several API processes
+    share it (``lngate serve --processes N``, see ``lngate.processes``)."""
     configure_logging(json=config.log_json)
     core = open_core(config)
     core.start_writer()
     try:
         audit_config_change(core)
-        asyncio.run(_serve_all(core, config, with_workers))
+        asyncio.run(_serve_all(core, config, with_workers, reuse_port))
     finally:
         core.close()
 
 
-async def _serve_all(core: Core, config: Config, with_workers: bool) -> None:
+async def _serve_all(
+    core: Core, config: Config, with_workers: bool, reuse_port: bool = False
+) -> None:
     node = open_node(config, spending=False)
     workers = background_workers(core, config) if with_workers else []
     servers = [_uvicorn(create_app(core, node, workers=workers), config.host, config.port)]
@@ -117,8 +122,11 @@ async def _serve_all(core: Core, config: Config, with_workers: bool) -> None:
         core.db.dialect.value,
         config.node_backend,
     )
+    public_sockets = [reuse_port_socket(config.host, config.port)] if reuse_port else None
     try:
-        await asyncio.gather(*(s.serve() for s in servers))
+        await asyncio.gather(
+            servers[0].serve(sockets=public_sockets), *(s.serve() for s in servers[1:])
+        )
     finally:
         await node.close()
 

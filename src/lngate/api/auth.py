@@ -10,11 +10,11 @@ from fastapi import Request
 
 from lngate.bootstrap import Core
 from lngate.domain.errors import AuthError
+from lngate.security.replay_guards import replay_guard_for
 from lngate.security.signing import (
     KEY_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
-    ReplayGuard,
     sign,
     signatures_match,
 )
@@ -40,7 +40,8 @@ class Authenticator:
         self._core = core
         self._roles = roles
         self._window_ms = core.config.receive_window_ms
-        self.replays = ReplayGuard(self._window_ms)
+        # shared by every process on PostgreSQL (a table), this process's memory on SQLite
+        self.replays = replay_guard_for(core.db, self._window_ms)
         self._keys: OrderedDict[str, tuple[float, str, str, Role]] = OrderedDict()
 
     async def _secret_for(self, api_key: str) -> tuple[str, str, Role]:
@@ -84,7 +85,7 @@ class Authenticator:
         expected = sign(secret, timestamp, request.method, path_with_query, body)
         if not signatures_match(expected, signature.lower()):
             raise AuthError("bad signature")
-        if not self.replays.first_use(expected, now_ms):
+        if not await self.replays.first_use(expected, now_ms):
             raise AuthError("this signature was already used (replay)")
         request.state.user_id = user_id  # for the log lines of this request
         return Caller(user_id=user_id, api_key=api_key, role=role)

@@ -126,21 +126,18 @@ def run_wrk(url: str, requests_file: Path, concurrency: int, duration_s: int) ->
     return dict(json.loads(line))
 
 
-def bench_http(
-    url: str,
-    database: str,
-    creds: list[dict[str, str]],
-    *,
-    concurrency: int,
-    duration_s: int,
-    workdir: Path,
-) -> Result:
+def presign(
+    creds: list[dict[str, str]], *, concurrency: int, duration_s: int, workdir: Path, tag: str
+) -> Path:
+    """Enough unique signed requests that none repeats within the run (a repeat is a replay)."""
     threads = min(2, concurrency)
-    # enough unique requests that none repeats within the run (a repeat is a replay: 401)
     per_thread = max(2_000, 6_000 * duration_s // threads)
-    requests_file = workdir / f"presigned-{concurrency}"
+    requests_file = workdir / f"presigned-{tag}-{concurrency}"
     write_presigned(requests_file, creds, per_thread, threads)
-    stats = run_wrk(url, requests_file, concurrency, duration_s)
+    return requests_file
+
+
+def http_result(database: str, concurrency: int, stats: dict[str, float]) -> Result:
     errors = int(stats["status_errors"] + stats["socket_errors"])
     return Result(
         "transfers, HTTP API",
@@ -153,6 +150,21 @@ def bench_http(
         errors,
         "wrk, pre-signed",
     )
+
+
+def bench_http(
+    url: str,
+    database: str,
+    creds: list[dict[str, str]],
+    *,
+    concurrency: int,
+    duration_s: int,
+    workdir: Path,
+) -> Result:
+    requests_file = presign(
+        creds, concurrency=concurrency, duration_s=duration_s, workdir=workdir, tag=database
+    )
+    return http_result(database, concurrency, run_wrk(url, requests_file, concurrency, duration_s))
 
 
 def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:

@@ -7,12 +7,14 @@ import shutil
 import socket
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
 from lngate.bench.http import bench_http, start_server, wait_for_server
 from lngate.bench.lightning import run_lightning_benchmarks
+from lngate.bench.scale import SCALE_HEADER, ScaleResult, bench_scale
 from lngate.bench.service_layer import bench_service_layer
 from lngate.bench.stats import HEADER, Result
 from lngate.bootstrap import open_core
@@ -57,10 +59,19 @@ def _fresh_database(admin_url: str | None, workdir: Path) -> tuple[str, str]:
     return "postgresql", url
 
 
-def _one_database(
-    admin_url: str | None, *, api: bool, transfers: int, duration_s: int
-) -> list[Result]:
+@dataclass(frozen=True, slots=True)
+class Plan:
+    api: bool
+    transfers: int
+    duration_s: int
+    scale_processes: tuple[int, ...] = ()  # PostgreSQL: HTTP through N API processes
+    scale_concurrency: int = 32
+
+
+def _one_database(admin_url: str | None, plan: Plan) -> tuple[list[Result], list[ScaleResult]]:
     results: list[Result] = []
+    scaled: list[ScaleResult] = []
+    api, transfers, duration_s = plan.api, plan.transfers, plan.duration_s
     workdir = Path(tempfile.mkdtemp(prefix="lngate-bench-"))
     try:
         database, url = _fresh_database(admin_url, workdir)
@@ -108,25 +119,57 @@ def _one_database(
             finally:
                 server.terminate()
                 server.wait(timeout=30)
+            if admin_url is not None:
+                for processes in plan.scale_processes:
+                    scaled.append(
+                        bench_scale(
+                            url,
+                            env,
+                            _free_port(),
+                            creds,
+                            processes=processes,
+                            concurrency=plan.scale_concurrency,
+                            duration_s=duration_s,
+                            workdir=workdir,
+                        )
+                    )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    return results
+    return results, scaled
 
 
 def run_benchmarks(
-    config: Config, *, suite: str, api: bool, transfers: int, duration_s: int, lightning_ops: int
+    config: Config,
+    *,
+    suite: str,
+    api: bool,
+    transfers: int,
+    duration_s: int,
+    lightning_ops: int,
+    sqlite: bool = True,
+    scale_processes: tuple[int, ...] = (),
+    scale_concurrency: int = 32,
 ) -> None:
     del config  # benchmarks run on fresh databases of their own, never on live data
     if api and suite in ("all", "transfers") and shutil.which("wrk") is None:
         raise SystemExit("the HTTP benchmark needs wrk (apt-get install wrk), or pass --no-api")
+    plan = Plan(api, transfers, duration_s, scale_processes, scale_concurrency)
     results: list[Result] = []
+    scaled: list[ScaleResult] = []
     if suite in ("all", "transfers"):
-        results += _one_database(None, api=api, transfers=transfers, duration_s=duration_s)
+        if sqlite:
+            results += _one_database(None, plan)[0]
         pg = os.environ.get("LNGATE_BENCH_POSTGRES_URL")
         if pg:
-            results += _one_database(pg, api=api, transfers=transfers, duration_s=duration_s)
+            pg_results, scaled = _one_database(pg, plan)
+            results += pg_results
     if suite in ("all", "lightning"):
         results += run_lightning_benchmarks(deposits=lightning_ops, withdrawals=lightning_ops)
     print(HEADER)
     for result in results:
         print(result.row())
+    if scaled:
+        print(f"\nHTTP transfers on PostgreSQL by API processes (wrk -c{scale_concurrency})\n")
+        print(SCALE_HEADER)
+        for row in scaled:
+            print(row.row())

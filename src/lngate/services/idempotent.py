@@ -18,6 +18,7 @@ from lngate.store.db import IntegrityError, Tx
 from lngate.store.idempotency import StoredResponse
 
 MAX_KEY_LENGTH = 128
+CONFLICT_MESSAGE = "this Idempotency-Key was already used for a different request"
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:
@@ -40,7 +41,7 @@ def replayed(tx: Tx, user_id: str, key: str, req_hash: str) -> dict[str, Any] | 
     if stored is None:
         return None
     if stored.request_hash != req_hash:
-        raise IdempotencyConflict("this Idempotency-Key was already used for a different request")
+        raise IdempotencyConflict(CONFLICT_MESSAGE)
     result: dict[str, Any] = orjson.loads(stored.response_json)
     return result
 

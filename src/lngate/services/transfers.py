@@ -1,19 +1,39 @@
-"""Instant internal transfers between two users of the ledger."""
+"""Instant internal transfers between two users of the ledger.
+
+A transfer is a ``TransferOp``: run alone it is a closure over a transaction (the Python path,
+used on SQLite); on PostgreSQL the writer hands many at once to one ``lngate_transfer_batch``
+call (``TransferBatch``), which applies the same rules in the same order and answers with the
+same outcomes. Both paths share the refusals below, so their errors are the same too.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from lngate.domain.errors import AccountFrozen, InsufficientFunds, InvalidRequest, LedgerRefused
+import orjson
+
+from lngate.domain.errors import (
+    AccountFrozen,
+    IdempotencyConflict,
+    InsufficientFunds,
+    InvalidRequest,
+    LedgerRefused,
+    LngateError,
+    UnknownUser,
+)
 from lngate.domain.ledger import TransferResult, TransferSpec
 from lngate.domain.money import parse_amount_msat
 from lngate.services.accounts import iso_ms, require_user
-from lngate.services.idempotent import run_once
-from lngate.store import events, users
-from lngate.store.db import Tx
+from lngate.services.idempotent import CONFLICT_MESSAGE, run_once
+from lngate.store import events, transfer_batch, users
+from lngate.store.db import Dialect, Params, Row, Tx
 from lngate.store.ledger import apply_transfer, now_ms
+from lngate.store.transfer_batch import Outcome as BatchOutcome
+from lngate.store.transfer_batch import Request
 from lngate.store.users import UserStatus
+from lngate.store.writer import Outcome
 
 MEMO_MAX_CHARS = 640
 
@@ -26,14 +46,128 @@ def validate_memo(memo: Any) -> str:
     return memo
 
 
+def ledger_refusal(result: TransferResult) -> LngateError:
+    """The error of a ledger result other than OK and EXISTS."""
+    if result is TransferResult.EXCEEDS_CREDITS:
+        return InsufficientFunds("the available balance does not cover this transfer")
+    return LedgerRefused(f"the ledger refused the transfer: {result.value}")
+
+
 def apply_or_raise(tx: Tx, spec: TransferSpec) -> TransferResult:
     """Apply a transfer; refusals become typed errors. OK and EXISTS are returned."""
     result = apply_transfer(tx, spec)
-    if result is TransferResult.EXCEEDS_CREDITS:
-        raise InsufficientFunds("the available balance does not cover this transfer")
     if result not in (TransferResult.OK, TransferResult.EXISTS):
-        raise LedgerRefused(f"the ledger refused the transfer: {result.value}")
+        raise ledger_refusal(result)
     return result
+
+
+def _sender_unknown() -> LngateError:
+    return UnknownUser("the caller no longer exists")
+
+
+def _sender_frozen() -> LngateError:
+    return AccountFrozen("this account is frozen")
+
+
+def _self_transfer() -> LngateError:
+    return InvalidRequest("cannot transfer to yourself")
+
+
+def _recipient_frozen(to_username: str) -> LngateError:
+    return AccountFrozen(f"{to_username} cannot receive transfers now")
+
+
+def _unknown_recipient(to_username: str) -> LngateError:
+    return UnknownUser(f"no user named {to_username!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class TransferOp:
+    """Moves ``amount_msat`` from the sender to ``to_username``, once per Idempotency-Key."""
+
+    request: Request
+
+    def __call__(self, tx: Tx) -> dict[str, Any]:
+        r = self.request
+        return run_once(tx, r.sender_id, r.idempotency_key, r.request_hash, self._move)
+
+    def batch_statement(self, dialect: Dialect) -> TransferBatch | None:
+        if dialect is Dialect.POSTGRES and self.request.storable():
+            return TRANSFER_BATCH
+        return None
+
+    def _move(self, tx: Tx) -> dict[str, Any]:
+        r = self.request
+        sender = users.user_by_id(tx, r.sender_id)
+        if sender is None:
+            raise _sender_unknown()
+        if sender.status is UserStatus.FROZEN:
+            raise _sender_frozen()
+        recipient = require_user(tx, r.to_username)
+        if recipient.id == sender.id:
+            raise _self_transfer()
+        if recipient.status is UserStatus.FROZEN:
+            raise _recipient_frozen(r.to_username)
+        # The id derives from the key: a concurrent duplicate in another process meets EXISTS.
+        transfer_id = f"xfer:{sender.id}:{r.idempotency_key}"
+        spec = TransferSpec(
+            transfer_id, sender.account_id, recipient.account_id, r.amount_msat, memo=r.memo
+        )
+        result = apply_or_raise(tx, spec)
+        receipt = {
+            "id": transfer_id,
+            "from": sender.username,
+            "to": recipient.username,
+            "amount_msat": r.amount_msat,
+            "memo": r.memo,
+            "status": "completed",
+            "created_at": iso_ms(now_ms()),
+        }
+        if result is TransferResult.OK:
+            events.append(tx, sender.id, "transfer.sent", receipt)
+            events.append(tx, recipient.id, "transfer.received", receipt)
+        return receipt
+
+
+class TransferBatch:
+    """The ``BatchStatement`` of transfers: one ``lngate_transfer_batch`` call for many."""
+
+    def statement(self, ops: Sequence[TransferOp]) -> tuple[str, Params]:
+        at_ms = now_ms()
+        return transfer_batch.statement(
+            [op.request for op in ops], now_ms=at_ms, created_at=iso_ms(at_ms)
+        )
+
+    def outcomes(self, ops: Sequence[TransferOp], rows: list[Row]) -> list[Outcome]:
+        answers = transfer_batch.answers(rows, len(ops))
+        pairs = zip(ops, answers, strict=True)
+        return [_outcome(op.request, outcome, body) for op, (outcome, body) in pairs]
+
+
+TRANSFER_BATCH = TransferBatch()
+
+
+def _outcome(request: Request, outcome: str, body: str | None) -> Outcome:
+    if outcome in (BatchOutcome.OK, BatchOutcome.REPLAYED):
+        assert body is not None, "ok and replayed carry the receipt"
+        return Outcome(value=orjson.loads(body))
+    return Outcome(error=_batch_refusal(request, outcome))
+
+
+def _batch_refusal(request: Request, outcome: str) -> LngateError:
+    if outcome == BatchOutcome.IDEMPOTENCY_CONFLICT:
+        return IdempotencyConflict(CONFLICT_MESSAGE)
+    if outcome == BatchOutcome.SENDER_NOT_FOUND:
+        return _sender_unknown()
+    if outcome == BatchOutcome.SENDER_FROZEN:
+        return _sender_frozen()
+    if outcome == BatchOutcome.UNKNOWN_USER:
+        return _unknown_recipient(request.to_username)
+    if outcome == BatchOutcome.SELF_TRANSFER:
+        return _self_transfer()
+    if outcome == BatchOutcome.RECIPIENT_FROZEN:
+        return _recipient_frozen(request.to_username)
+    return ledger_refusal(TransferResult(outcome))  # a ValueError here is a bug in the function
 
 
 def transfer_op(
@@ -45,45 +179,13 @@ def transfer_op(
     idempotency_key: str,
     request_hash: str,
     max_amount_msat: int,
-) -> Callable[[Tx], dict[str, Any]]:
+) -> TransferOp:
     """A write operation moving ``amount_msat`` from the sender to ``to_username``, once per
     Idempotency-Key. Validation that needs no database happens now, before anything queues."""
     parse_amount_msat(amount_msat)
     if amount_msat > max_amount_msat:
         raise InvalidRequest(f"amount_msat must not exceed {max_amount_msat} for a transfer")
-    memo = validate_memo(memo)
-
-    def move(tx: Tx) -> dict[str, Any]:
-        sender = users.user_by_id(tx, sender_id)
-        assert sender is not None, "an authenticated caller exists"
-        if sender.status is UserStatus.FROZEN:
-            raise AccountFrozen("this account is frozen")
-        recipient = require_user(tx, to_username)
-        if recipient.id == sender.id:
-            raise InvalidRequest("cannot transfer to yourself")
-        if recipient.status is UserStatus.FROZEN:
-            raise AccountFrozen(f"{to_username} cannot receive transfers now")
-        # The id derives from the key: a concurrent duplicate in another process meets EXISTS.
-        transfer_id = f"xfer:{sender.id}:{idempotency_key}"
-        spec = TransferSpec(
-            transfer_id, sender.account_id, recipient.account_id, amount_msat, memo=memo
-        )
-        result = apply_or_raise(tx, spec)
-        receipt = {
-            "id": transfer_id,
-            "from": sender.username,
-            "to": recipient.username,
-            "amount_msat": amount_msat,
-            "memo": memo,
-            "status": "completed",
-            "created_at": iso_ms(now_ms()),
-        }
-        if result is TransferResult.OK:
-            events.append(tx, sender.id, "transfer.sent", receipt)
-            events.append(tx, recipient.id, "transfer.received", receipt)
-        return receipt
-
-    def op(tx: Tx) -> dict[str, Any]:
-        return run_once(tx, sender_id, idempotency_key, request_hash, move)
-
-    return op
+    request = Request(
+        sender_id, to_username, amount_msat, validate_memo(memo), idempotency_key, request_hash
+    )
+    return TransferOp(request)

@@ -136,8 +136,13 @@ class Database:
         if self.url.sqlite_path is not None:
             self.url.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
 
-    def connect(self) -> Any:
-        """A new connection in manual-transaction mode."""
+    def connect(self, *, synchronous_commit: bool = True) -> Any:
+        """A new connection in manual-transaction mode.
+
+        ``synchronous_commit=False`` (PostgreSQL) lets this connection's commits return before
+        their WAL is flushed: for state whose loss in a database crash is harmless (the replay
+        guard), never for money.
+        """
         conn: Any
         if self.dialect is Dialect.SQLITE:
             assert self.url.sqlite_path is not None
@@ -151,6 +156,8 @@ class Database:
             conn.execute("PRAGMA busy_timeout=30000")
         else:
             conn = psycopg.connect(self.url.postgres_dsn or "", autocommit=True)
+            if not synchronous_commit:
+                conn.execute("SET synchronous_commit = off")
         with self._lock:
             self._all.append(conn)
         return conn
@@ -184,6 +191,11 @@ class Database:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def single_statements_on(self, conn: Any) -> Tx:
+        """``conn`` outside any transaction: each statement commits on its own, in the one
+        round trip that runs it (PostgreSQL's autocommit; SQLite's too, with our connections)."""
+        return Tx(conn, self.dialect)
 
     def close(self) -> None:
         with self._lock:

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from lngate.store.db import Tx
+from lngate.store.db import Dialect, Tx
 from lngate.store.ledger import now_ms
 
 
@@ -21,9 +21,16 @@ class Event:
 
 
 def append(tx: Tx, user_id: str, event_type: str, data: dict[str, Any]) -> None:
+    params = {"u": user_id, "t": event_type, "d": orjson.dumps(data).decode(), "c": now_ms()}
+    if tx.dialect is Dialect.POSTGRES:
+        # Through the function that orders one user's events across processes (migration
+        # 0008): a stream that has read seq N never sees a smaller seq committed later.
+        tx.execute("SELECT lngate_append_event(:u, :t, :d, :c)", params)
+        return
+    # SQLite has one writer at a time, so seq order is commit order already.
     tx.execute(
         "INSERT INTO events (user_id, type, data_json, created_at_ms) VALUES (:u, :t, :d, :c)",
-        {"u": user_id, "t": event_type, "d": orjson.dumps(data).decode(), "c": now_ms()},
+        params,
     )
 
 

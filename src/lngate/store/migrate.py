@@ -1,8 +1,15 @@
-"""Versioned schema migrations: ``migrations/NNNN_name.sql``, applied in order, once each."""
+"""Versioned schema migrations: ``migrations/NNNN_name.sql``, applied in order, once each.
+
+A migration that only one database needs (a PL/pgSQL function, say) is a file named
+``NNNN_name.postgres.sql`` or ``NNNN_name.sqlite.sql``: it runs on that dialect only, after the
+common ``NNNN_*.sql`` of the same version if there is one. Every version is recorded on every
+database, so ``schema_migrations`` means the same thing on both.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from importlib import resources
 
 from lngate.store.db import Database, Dialect
@@ -21,14 +28,46 @@ _TYPES: dict[Dialect, dict[str, str]] = {
 }
 
 
-def available_migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every migration shipped with the package, in order."""
+@dataclass(frozen=True, slots=True)
+class MigrationFile:
+    version: int
+    name: str
+    dialect: Dialect | None  # None: every database
+    sql: str
+
+
+def _parse_name(file_name: str) -> tuple[int, Dialect | None]:
+    version = int(file_name.split("_", 1)[0])
+    stem = file_name.removesuffix(".sql")
+    for dialect in Dialect:
+        if stem.endswith(f".{dialect.value}"):
+            return version, dialect
+    return version, None
+
+
+def migration_files() -> list[MigrationFile]:
+    """Every migration file shipped with the package, by version (common file first)."""
     found = []
     for entry in resources.files("lngate.store").joinpath("migrations").iterdir():
         if entry.name.endswith(".sql"):
-            version = int(entry.name.split("_", 1)[0])
-            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
-    return sorted(found)
+            version, dialect = _parse_name(entry.name)
+            found.append(MigrationFile(version, entry.name, dialect, entry.read_text("utf-8")))
+    return sorted(found, key=lambda m: (m.version, m.dialect is not None, m.name))
+
+
+def available_migrations(dialect: Dialect) -> list[tuple[int, str, str]]:
+    """(version, name, sql) of each version for ``dialect``, in order; a version with nothing
+    for this dialect has empty SQL (it is still recorded)."""
+    by_version: dict[int, tuple[list[str], list[str]]] = {}
+    for m in migration_files():
+        names, scripts = by_version.setdefault(m.version, ([], []))
+        names.append(m.name)
+        if m.dialect in (None, dialect):
+            scripts.append(m.sql)
+    return [
+        (version, names[0], "\n;\n".join(scripts))
+        for version, (names, scripts) in sorted(by_version.items())
+    ]
 
 
 def _render(sql: str, dialect: Dialect) -> str:
@@ -45,14 +84,15 @@ def migrate(db: Database) -> list[str]:
             "CREATE TABLE IF NOT EXISTS schema_migrations "
             "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at_ms BIGINT NOT NULL)"
         )
-    for version, name, sql in available_migrations():
+    for version, name, sql in available_migrations(db.dialect):
         with db.transaction() as tx:
             if db.dialect is Dialect.POSTGRES:
                 # two processes migrating at once: the second waits, then sees the version
                 tx.execute("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
             if tx.scalar("SELECT 1 FROM schema_migrations WHERE version = :v", {"v": version}):
                 continue
-            tx.executescript(_render(sql, db.dialect))
+            if sql.strip():
+                tx.executescript(_render(sql, db.dialect))
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at_ms) VALUES (:v, :n, :t)",
                 {"v": version, "n": name, "t": int(time.time() * 1000)},
