@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,19 @@ async def read_events(
                         if until(got):
                             return got
     return got
+
+
+async def request_withdrawal(core: Any, node: Any, user: Any, bolt11: str) -> dict[str, Any]:
+    """A withdrawal through the service layer, as the API would make it (a fresh key)."""
+    from lngate.services.withdrawals import WithdrawalService
+
+    return await WithdrawalService(core, node).request(
+        user.user_id,
+        bolt11=bolt11,
+        lightning_address=None,
+        amount_msat=None,
+        idempotency=(str(uuid.uuid4()), "request"),
+    )
 
 
 def wallet_invoice(simnet_dir: Path, wallet: str, amount_msat: int | None, **kw: Any) -> str:

@@ -34,7 +34,13 @@ from lngate.store.db import Tx
 from lngate.workers.invoice_watcher import InvoiceWatcher
 from lngate.workers.payment_sender import PaymentWorker
 from tests.conftest import LiveServer, funded_user, started_core
-from tests.helpers import available_msat, eventually, pay_from_wallet, wait_status
+from tests.helpers import (
+    available_msat,
+    eventually,
+    pay_from_wallet,
+    request_withdrawal,
+    wait_status,
+)
 
 FUNDS = 10_000_000
 AMOUNT = 70_000
@@ -133,13 +139,7 @@ async def test_a_node_failing_after_the_hold_never_answers_an_error(core: Core) 
     network = SimnetNetwork(core.config.simnet_dir)
     node = FlakyCancel(network, failures=3)
     deposit = await create_deposit(core, node, bob.user_id, AMOUNT)
-    w = await WithdrawalService(core, node).request(
-        alice.user_id,
-        bolt11=deposit["bolt11"],
-        lightning_address=None,
-        amount_msat=None,
-        idempotency=("k1", "h1"),
-    )
+    w = await request_withdrawal(core, node, alice, deposit["bolt11"])
     assert w["status"] == "sending"  # held, durable, and not an error
     worker = PaymentWorker(core, node, poll_s=0.01, track_every_s=0.0)
     await worker.run_until_idle(timeout_s=10)
@@ -198,13 +198,7 @@ async def test_the_watcher_seeing_our_cancel_never_closes_the_deposit_first(
     watcher = InvoiceWatcher(core, SimnetNode(network), expiry_grace_s=-100_000)
     node.watcher = watcher  # type: ignore[attr-defined]
     deposit = await create_deposit(core, node, bob.user_id, AMOUNT)
-    w = await WithdrawalService(core, node).request(
-        alice.user_id,
-        bolt11=deposit["bolt11"],
-        lightning_address=None,
-        amount_msat=None,
-        idempotency=("k1", "h1"),
-    )
+    w = await request_withdrawal(core, node, alice, deposit["bolt11"])
     if when == "during":
         await asyncio.gather(*CancelSeenDuring.pending)
         CancelSeenDuring.pending.clear()
@@ -232,13 +226,7 @@ async def test_an_invoice_paid_from_outside_meanwhile_fails_the_withdrawal_and_c
 
     node = PaidFirst(network)
     deposit = await create_deposit(core, node, bob.user_id, AMOUNT)
-    w = await WithdrawalService(core, node).request(
-        alice.user_id,
-        bolt11=deposit["bolt11"],
-        lightning_address=None,
-        amount_msat=None,
-        idempotency=("k1", "h1"),
-    )
+    w = await request_withdrawal(core, node, alice, deposit["bolt11"])
     assert w["status"] == "failed" and "outside" in w["note"], w
     assert balance_msat(core, alice) == FUNDS
     assert balance_msat(core, bob) == AMOUNT  # the outside payment, credited once
@@ -370,13 +358,7 @@ async def test_a_cancel_the_node_refuses_fails_the_withdrawal_instead_of_looping
     network = SimnetNetwork(core.config.simnet_dir)
     node = RefusesCancel(network, deny=deny)
     deposit = await create_deposit(core, node, bob.user_id, AMOUNT)
-    w = await WithdrawalService(core, node).request(
-        alice.user_id,
-        bolt11=deposit["bolt11"],
-        lightning_address=None,
-        amount_msat=None,
-        idempotency=("k1", "h1"),
-    )
+    w = await request_withdrawal(core, node, alice, deposit["bolt11"])
     assert w["status"] == "failed" and "cancel" in w["note"], w
     assert balance_msat(core, alice) == FUNDS and balance_msat(core, bob) == 0
     released = core.read_sync(lambda tx: deposits.by_hash(tx, deposit["payment_hash"]))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,12 +23,12 @@ from lngate.services.accounts import Credentials
 from lngate.services.admin import set_frozen_op
 from lngate.services.deposits import create_deposit
 from lngate.services.reconciliation import check_ledger
-from lngate.services.withdrawals import WithdrawalService, approve_op, reject_with_audit_op
+from lngate.services.withdrawals import approve_op, reject_with_audit_op
 from lngate.store import deposits
 from lngate.store import withdrawals as store
 from lngate.workers.payment_sender import PaymentWorker
 from tests.conftest import LiveServer, funded_user, started_core
-from tests.helpers import available_msat, wait_status, wallet_invoice
+from tests.helpers import available_msat, request_withdrawal, wait_status, wallet_invoice
 
 FUNDS = 1_000_000_000
 QUEUED = 300
@@ -37,16 +36,6 @@ QUEUED = 300
 
 def client(server: LiveServer, creds: Credentials) -> AsyncClient:
     return AsyncClient(server.url, creds.api_key, creds.api_secret)
-
-
-async def request(core: Core, node: SimnetNode, user: Credentials, bolt11: str) -> dict[str, Any]:
-    return await WithdrawalService(core, node).request(
-        user.user_id,
-        bolt11=bolt11,
-        lightning_address=None,
-        amount_msat=None,
-        idempotency=(str(uuid.uuid4()), "h"),
-    )
 
 
 def statuses(core: Core, ids: list[str]) -> list[WithdrawalStatus]:
@@ -70,7 +59,7 @@ async def test_one_users_long_queue_never_delays_another_users_withdrawal(
     queued = []
     for _ in range(QUEUED):
         bolt11 = live_server.network.create_invoice("carol", 1_000).bolt11
-        queued.append(str((await request(core, node, mallory, bolt11))["id"]))
+        queued.append(str((await request_withdrawal(core, node, mallory, bolt11))["id"]))
     cap = core.config.withdrawals.user_sending_max_count
 
     async def mallory_capped() -> bool:
@@ -116,8 +105,12 @@ async def test_a_users_withdrawals_are_sent_in_the_order_they_were_made(roomy_co
     node = SimnetNode(network)
     alice = funded_user(core, "alice", 2 * FUNDS * 5)
     too_much = core.config.withdrawals.user_sending_max_msat + 1_000_000
-    first = await request(core, node, alice, network.create_invoice("carol", too_much).bolt11)
-    second = await request(core, node, alice, network.create_invoice("carol", 10_000).bolt11)
+    first = await request_withdrawal(
+        core, node, alice, network.create_invoice("carol", too_much).bolt11
+    )
+    second = await request_withdrawal(
+        core, node, alice, network.create_invoice("carol", 10_000).bolt11
+    )
     worker = PaymentWorker(core, node, poll_s=0.01, track_every_s=0.0)
     await worker.run_until_idle(timeout_s=2)
     assert statuses(core, [first["id"], second["id"]]) == [WithdrawalStatus.APPROVED] * 2
@@ -140,11 +133,11 @@ async def test_a_freeze_stops_every_withdrawal_not_yet_sent_internal_ones_too(
     alice = funded_user(core, "alice", FUNDS)
     bob = funded_user(core, "bob")
     external = [
-        await request(core, node, alice, network.create_invoice("carol", 20_000).bolt11)
+        await request_withdrawal(core, node, alice, network.create_invoice("carol", 20_000).bolt11)
         for _ in range(20)
     ]
     deposit = await create_deposit(core, node, bob.user_id, 60_000)
-    internal = await request(core, node, alice, deposit["bolt11"])
+    internal = await request_withdrawal(core, node, alice, deposit["bolt11"])
     assert internal["status"] == "review"  # the same review rule as external withdrawals
     await core.write(set_frozen_op("alice", True, reason="investigating", actor="test"))
     await core.write(approve_op(internal["id"], "test", "fine"))
@@ -175,7 +168,7 @@ async def test_a_rejected_internal_withdrawal_releases_the_deposit(review_core: 
     alice = funded_user(core, "alice", FUNDS)
     bob = funded_user(core, "bob")
     deposit = await create_deposit(core, node, bob.user_id, 60_000)
-    w = await request(core, node, alice, deposit["bolt11"])
+    w = await request_withdrawal(core, node, alice, deposit["bolt11"])
     assert w["status"] == "review"
     await core.write(reject_with_audit_op(w["id"], "test", "no"))
     released = core.read_sync(lambda tx: deposits.by_hash(tx, deposit["payment_hash"]))
