@@ -58,6 +58,11 @@ class Config:
     reconcile_interval_s: float = 30.0
     reconcile_tolerance_msat: int = 10_000_000
     inbound_floor_msat: int = 0  # warn when the node can receive less than this
+    # Edge limits, applied before any work: request body size; live event streams per user
+    # (per API process); unsigned LNURL callbacks (each mints an invoice) per client address.
+    max_body_bytes: int = 64 * 1024
+    event_streams_per_user: int = 5
+    lnurl_callbacks_per_minute: int = 120
     log_json: bool = True
 
     @property

@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from lngate import __version__
 from lngate.api import errors, middleware
 from lngate.api.auth import Authenticator, Caller
+from lngate.api.json_body import JsonRoute
+from lngate.api.params import QueryInt
 from lngate.api.responses import MAX_SEQ, JsonResponse
 from lngate.bootstrap import Core
 from lngate.domain.errors import NotFound
@@ -54,7 +56,7 @@ def create_admin_app(core: Core, node: Node) -> FastAPI:
         redoc_url=None,
     )
     errors.install(app)
-    middleware.install(app, core.metrics, "admin")
+    middleware.install(app, core.metrics, "admin", max_body_bytes=core.config.max_body_bytes)
     core.metrics.watch_books(core)
     auth = Authenticator(core, frozenset({Role.ADMIN}))
     app.include_router(_router(core, node, auth))
@@ -73,14 +75,14 @@ def _actor(caller: Caller) -> str:
 
 
 def _router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
-    r = APIRouter(prefix="/admin/v1", tags=["admin"])
+    r = APIRouter(prefix="/admin/v1", tags=["admin"], route_class=JsonRoute)
     Admin = Annotated[Caller, Depends(auth)]
 
     @r.get("/withdrawals")
     async def list_withdrawals(
         _: Admin,
         status: Annotated[WithdrawalStatus, Query()] = WithdrawalStatus.REVIEW,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        limit: Annotated[QueryInt, Query(ge=1, le=500)] = 100,
     ) -> Any:
         rows = await core.read(lambda tx: withdrawal_store.with_status(tx, status, limit))
         return JsonResponse([withdrawal_json(w) for w in rows])
@@ -127,7 +129,7 @@ def _router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
         return JsonResponse({"withdrawals_halted": await core.read(halt.halted)})
 
     @r.get("/reconciliation")
-    async def reports(_: Admin, limit: Annotated[int, Query(ge=1, le=100)] = 10) -> Any:
+    async def reports(_: Admin, limit: Annotated[QueryInt, Query(ge=1, le=100)] = 10) -> Any:
         return JsonResponse(await core.read(lambda tx: system_state.reports(tx, limit)))
 
     @r.post("/reconciliation")
@@ -178,8 +180,8 @@ def _router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
     @r.get("/audit")
     async def audit_log(
         _: Admin,
-        after: Annotated[int, Query(ge=0, le=MAX_SEQ)] = 0,
-        limit: Annotated[int, Query(ge=1, le=admin.AUDIT_PAGE_MAX)] = 100,
+        after: Annotated[QueryInt, Query(ge=0, le=MAX_SEQ)] = 0,
+        limit: Annotated[QueryInt, Query(ge=1, le=admin.AUDIT_PAGE_MAX)] = 100,
     ) -> Any:
         return JsonResponse(
             await core.read(lambda tx: admin.audit_page(tx, after=after, limit=limit))

@@ -53,7 +53,7 @@ def create_app(core: Core, node: Node, *, workers: Sequence[Worker] = ()) -> Fas
         lifespan=lifespan,
     )
     errors.install(app)
-    middleware.install(app, core.metrics, "public")
+    middleware.install(app, core.metrics, "public", max_body_bytes=core.config.max_body_bytes)
     auth = Authenticator(core, frozenset({Role.USER, Role.MERCHANT}))
     app.state.core = core
     app.state.auth = auth

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from fastapi import Request
 from lngate.bootstrap import Core
 from lngate.domain.errors import AuthError
 from lngate.security.replay_guards import replay_guard_for
+from lngate.security.secrets import new_api_secret
 from lngate.security.signing import (
     KEY_HEADER,
     SIGNATURE_HEADER,
@@ -21,8 +23,13 @@ from lngate.security.signing import (
 from lngate.store import users
 from lngate.store.users import Role
 
+_TIMESTAMP = re.compile(r"[0-9]{1,15}")
+# One answer for an unknown key, a key of another listener and a wrong signature: which of the
+# three it was would tell a prober which key names exist.
+_REFUSED = "invalid API key or signature"
 KEY_CACHE_TTL_S = 5.0  # a revoked key stops working within this long
 KEY_CACHE_MAX = 100_000
+_NO_SECRET = new_api_secret()
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,14 +51,14 @@ class Authenticator:
         self.replays = replay_guard_for(core.db, self._window_ms)
         self._keys: OrderedDict[str, tuple[float, str, str, Role]] = OrderedDict()
 
-    async def _secret_for(self, api_key: str) -> tuple[str, str, Role]:
+    async def _secret_for(self, api_key: str) -> tuple[str, str, Role] | None:
         now = time.monotonic()
         cached = self._keys.get(api_key)
         if cached is not None and cached[0] > now:
             return cached[1], cached[2], cached[3]
         found = await self._core.read(lambda tx: users.api_key(tx, api_key))
         if found is None:
-            raise AuthError("unknown or revoked API key")
+            return None
         user_id, encrypted, role = found
         secret = self._core.server_key.decrypt(encrypted, context=api_key.encode()).decode()
         self._keys[api_key] = (now + KEY_CACHE_TTL_S, user_id, secret, role)
@@ -68,14 +75,14 @@ class Authenticator:
             raise AuthError(
                 f"sign the request: {KEY_HEADER}, {TIMESTAMP_HEADER} and {SIGNATURE_HEADER}"
             )
-        if not timestamp.isdigit() or len(timestamp) > 15:
+        if not _TIMESTAMP.fullmatch(timestamp):
             raise AuthError(f"{TIMESTAMP_HEADER} must be Unix time in milliseconds")
         now_ms = int(time.time() * 1000)
         if abs(now_ms - int(timestamp)) > self._window_ms:
             raise AuthError("the request timestamp is outside the receive window")
-        user_id, secret, role = await self._secret_for(api_key)
-        if role not in self._roles:
-            raise AuthError("this key is not valid on this listener")
+        known = await self._secret_for(api_key)
+        # An unknown key is checked against a throwaway secret: the same work, the same answer.
+        user_id, secret, role = known if known is not None else ("", _NO_SECRET, Role.USER)
         body = await request.body()
         # Sign what was sent: the raw path (some servers include the query in raw_path).
         raw_path = request.scope.get("raw_path") or request.url.path.encode()
@@ -83,8 +90,9 @@ class Authenticator:
         query = request.scope.get("query_string", b"").decode("latin-1")
         path_with_query = f"{path}?{query}" if query else path
         expected = sign(secret, timestamp, request.method, path_with_query, body)
-        if not signatures_match(expected, signature.lower()):
-            raise AuthError("bad signature")
+        valid = signatures_match(expected, signature.lower())
+        if not valid or known is None or role not in self._roles:
+            raise AuthError(_REFUSED)
         if not await self.replays.first_use(expected, now_ms):
             raise AuthError("this signature was already used (replay)")
         request.state.user_id = user_id  # for the log lines of this request

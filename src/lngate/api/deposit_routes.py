@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lngate.api.auth import Authenticator, Caller
 from lngate.api.idempotency import optional_idempotency
+from lngate.api.json_body import JsonRoute
+from lngate.api.params import QueryInt
 from lngate.api.responses import MAX_SEQ, JsonResponse
 from lngate.bootstrap import Core
 from lngate.lightning.node import Node
@@ -37,7 +39,7 @@ class DepositResponse(BaseModel):
 
 
 def deposit_router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["deposits"])
+    router = APIRouter(prefix="/v1", tags=["deposits"], route_class=JsonRoute)
     Authed = Annotated[Caller, Depends(auth)]
 
     @router.post("/deposits", status_code=201, response_model=DepositResponse)
@@ -65,8 +67,8 @@ def deposit_router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
     @router.get("/deposits")
     async def list_deposits(
         caller: Authed,
-        limit: Annotated[int, Query(ge=1, le=deposits.PAGE_MAX)] = 50,
-        cursor: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
+        limit: Annotated[QueryInt, Query(ge=1, le=deposits.PAGE_MAX)] = 50,
+        cursor: Annotated[QueryInt | None, Query(ge=1, le=MAX_SEQ)] = None,
     ) -> Any:
         return JsonResponse(
             await core.read(

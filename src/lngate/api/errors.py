@@ -41,6 +41,9 @@ _STATUS: list[tuple[type[e.LngateError], int]] = [
 ]
 
 
+_HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
+
+
 def status_for(exc: e.LngateError) -> int:
     for cls, status in _STATUS:
         if isinstance(exc, cls):
@@ -92,10 +95,12 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JsonResponse:
-        codes = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
-        return error_response(
-            exc.status_code, codes.get(exc.status_code, "HTTP_ERROR"), str(exc.detail)
+        # Raised by the framework: an unknown path or method, a body that cannot be parsed.
+        response = error_response(
+            exc.status_code, _HTTP_CODES.get(exc.status_code, "INVALID_REQUEST"), str(exc.detail)
         )
+        response.headers.update(exc.headers or {})  # 405's Allow
+        return response
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JsonResponse:

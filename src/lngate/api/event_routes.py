@@ -3,17 +3,22 @@
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from lngate.api.auth import Authenticator, Caller
+from lngate.api.json_body import JsonRoute
+from lngate.api.params import QueryInt
 from lngate.api.responses import MAX_SEQ
 from lngate.bootstrap import Core
 from lngate.domain.errors import RateLimited
+from lngate.domain.inputs import ascii_uint
 from lngate.store import events
 
 STREAMS_MAX = 1_000
@@ -27,9 +32,11 @@ class TooManyStreams(RateLimited):
 
 
 def event_router(core: Core, auth: Authenticator) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["events"])
+    router = APIRouter(prefix="/v1", tags=["events"], route_class=JsonRoute)
     Authed = Annotated[Caller, Depends(auth)]
-    slots = asyncio.Semaphore(STREAMS_MAX)
+    slots = asyncio.Semaphore(STREAMS_MAX)  # this process's streams, all users
+    per_user_max = core.config.event_streams_per_user
+    open_per_user: Counter[str] = Counter()
 
     @router.get(
         "/events",
@@ -40,32 +47,58 @@ def event_router(core: Core, auth: Authenticator) -> APIRouter:
         request: Request,
         caller: Authed,
         after: Annotated[
-            int | None, Query(ge=0, le=MAX_SEQ, description="resume after this event id")
+            QueryInt | None, Query(ge=0, le=MAX_SEQ, description="resume after this event id")
         ] = None,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> Any:
         """``deposit.settled``, ``deposit.expired``, ``transfer.sent``, ``transfer.received``,
         ``withdrawal.*``. Without ``after`` (or ``Last-Event-ID``) the stream starts now."""
+        start = after
+        if start is None and last_event_id:
+            start = ascii_uint(last_event_id, name="Last-Event-ID", max_value=MAX_SEQ)
         if slots.locked():
             raise TooManyStreams("too many live event streams; try again later")
-        start = after
-        if start is None and last_event_id and last_event_id.isdigit():
-            start = int(last_event_id)
+        if open_per_user[caller.user_id] >= per_user_max:
+            raise TooManyStreams(
+                f"this account already has {per_user_max} live event streams; close one"
+            )
         if start is None:
             start = await core.read(lambda tx: events.last_seq(tx, caller.user_id))
+        # Counted from now, not from the first byte: a burst of requests cannot overshoot.
+        open_per_user[caller.user_id] += 1
 
         async def body() -> AsyncIterator[bytes]:
             async with slots:
                 async for chunk in _follow(core, request, caller.user_id, start):
                     yield chunk
 
-        return StreamingResponse(
-            body(),
+        return _EventStream(body(), on_close=lambda: _release(open_per_user, caller.user_id))
+
+    return router
+
+
+class _EventStream(StreamingResponse):
+    """Calls ``on_close`` once the response ends, however it ends (even if never started)."""
+
+    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
+        super().__init__(
+            content,
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
+        self._on_close = on_close
 
-    return router
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+def _release(open_per_user: Counter[str], user_id: str) -> None:
+    open_per_user[user_id] -= 1
+    if open_per_user[user_id] <= 0:
+        del open_per_user[user_id]
 
 
 async def _follow(core: Core, request: Request, user_id: str, cursor: int) -> AsyncIterator[bytes]:

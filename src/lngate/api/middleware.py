@@ -1,4 +1,4 @@
-"""Request ids and request latency for every request on a listener.
+"""Request ids, request latency and the edge limits, for every request on a listener.
 
 A plain ASGI middleware: Starlette's ``@app.middleware("http")`` wraps each request in extra
 tasks and costs a large share of a small request's time.
@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lngate.api.request_limits import RequestLimits
 from lngate.logs import request_id
 from lngate.metrics import Metrics
 
@@ -57,5 +58,7 @@ class RequestContext:
             )
 
 
-def install(app: FastAPI, metrics: Metrics, listener: str) -> None:
+def install(app: FastAPI, metrics: Metrics, listener: str, *, max_body_bytes: int) -> None:
+    # the last added runs first: every request, a refused one too, has an id and a latency
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes)
     app.add_middleware(RequestContext, metrics=metrics, listener=listener)

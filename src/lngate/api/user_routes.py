@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lngate.api.auth import Authenticator, Caller
 from lngate.api.idempotency import required_idempotency
+from lngate.api.json_body import JsonRoute
+from lngate.api.params import QueryInt
 from lngate.api.responses import MAX_SEQ, JsonResponse
 from lngate.bootstrap import Core
 from lngate.domain.errors import UnknownUser
@@ -41,7 +43,7 @@ class TransferResponse(BaseModel):
 
 
 def user_router(core: Core, auth: Authenticator) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["user"])
+    router = APIRouter(prefix="/v1", tags=["user"], route_class=JsonRoute)
     Authed = Annotated[Caller, Depends(auth)]
 
     async def caller_user(caller: Caller) -> users.User:
@@ -81,8 +83,8 @@ def user_router(core: Core, auth: Authenticator) -> APIRouter:
     @router.get("/history")
     async def get_history(
         caller: Authed,
-        limit: Annotated[int, Query(ge=1, le=accounts.HISTORY_PAGE_MAX)] = 50,
-        cursor: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
+        limit: Annotated[QueryInt, Query(ge=1, le=accounts.HISTORY_PAGE_MAX)] = 50,
+        cursor: Annotated[QueryInt | None, Query(ge=1, le=MAX_SEQ)] = None,
     ) -> Any:
         user = await caller_user(caller)
         page = await core.read(lambda tx: accounts.history(tx, user, cursor=cursor, limit=limit))

@@ -7,6 +7,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from lngate.api.auth import Authenticator, Caller
 from lngate.api.idempotency import required_idempotency
+from lngate.api.json_body import JsonRoute
+from lngate.api.params import QueryInt
 from lngate.api.responses import MAX_SEQ, JsonResponse
 from lngate.bootstrap import Core
 from lngate.services.withdrawals import BOLT11_MAX_CHARS, PAGE_MAX, WithdrawalService
@@ -39,7 +41,7 @@ class WithdrawalResponse(BaseModel):
 
 
 def withdrawal_router(core: Core, service: WithdrawalService, auth: Authenticator) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["withdrawals"])
+    router = APIRouter(prefix="/v1", tags=["withdrawals"], route_class=JsonRoute)
     Authed = Annotated[Caller, Depends(auth)]
 
     @router.post("/withdrawals", status_code=201, response_model=WithdrawalResponse)
@@ -66,8 +68,8 @@ def withdrawal_router(core: Core, service: WithdrawalService, auth: Authenticato
     @router.get("/withdrawals")
     async def list_withdrawals(
         caller: Authed,
-        limit: Annotated[int, Query(ge=1, le=PAGE_MAX)] = 50,
-        cursor: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
+        limit: Annotated[QueryInt, Query(ge=1, le=PAGE_MAX)] = 50,
+        cursor: Annotated[QueryInt | None, Query(ge=1, le=MAX_SEQ)] = None,
     ) -> Any:
         return JsonResponse(
             await core.read(lambda tx: service.page(tx, caller.user_id, cursor=cursor, limit=limit))

@@ -75,8 +75,11 @@ def create_user(core: Core, username: str, role: Role = Role.USER) -> Credential
 
 
 def require_user(tx: Tx, username: str) -> User:
+    """The account holder (user or merchant) named ``username``. Admin keys are operators, not
+    account holders: their names are not addresses (money sent to one would be stranded), so
+    they are unknown here, on every path that names a counterparty."""
     user = users.user_by_name(tx, username) if isinstance(username, str) else None
-    if user is None:
+    if user is None or user.role is Role.ADMIN:
         raise UnknownUser(f"no user named {username!r}")
     return user
 

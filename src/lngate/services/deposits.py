@@ -15,6 +15,7 @@ from typing import Any
 from lngate.bootstrap import Core
 from lngate.config import Limits
 from lngate.domain.errors import AccountFrozen, AmountOutOfRange, InvalidRequest, NotFound
+from lngate.domain.inputs import check_invoice_description, check_text
 from lngate.domain.ledger import AccountKind, TransferResult, TransferSpec
 from lngate.domain.money import parse_amount_msat
 from lngate.lightning.node import Invoice, InvoiceState, Node
@@ -78,6 +79,10 @@ async def create_deposit(
     ``idempotency`` is (key, request hash): a repeat returns the first deposit.
     """
     amount_msat = check_amount(amount_msat, core.config.limits)
+    if description_hash is None:
+        check_invoice_description(memo)  # the node would refuse it, after our checks
+    else:
+        check_text(memo, name="comment")
     if idempotency is not None:
         key, req_hash = idempotency
         previous = await core.read(lambda tx: replayed(tx, user_id, key, req_hash))

@@ -12,9 +12,16 @@ from typing import Any
 
 from lngate.bootstrap import Core
 from lngate.config import Config
-from lngate.domain.errors import AmountOutOfRange, InvalidRequest, LngateError, UnknownUser
+from lngate.domain.errors import (
+    AmountOutOfRange,
+    InvalidRequest,
+    LngateError,
+    RateLimited,
+    UnknownUser,
+)
+from lngate.domain.inputs import ascii_uint, check_text
 from lngate.lightning.node import Node
-from lngate.services import deposits
+from lngate.services import deposits, rate_limits
 from lngate.services.accounts import require_user
 
 COMMENT_ALLOWED = 255
@@ -45,24 +52,37 @@ async def lookup(core: Core, username: str) -> dict[str, Any]:
 
 def parse_amount(raw: str | None) -> int:
     # LUD-06: amount is in millisatoshi, a decimal integer.
-    if raw is None or not raw.isdigit() or len(raw) > 19:
+    if raw is None:
         raise InvalidRequest("amount must be a positive integer of millisatoshi")
-    return int(raw)
+    return ascii_uint(raw, name="amount (millisatoshi)")
 
 
 async def callback(
-    core: Core, node: Node, username: str, amount_raw: str | None, comment: str | None
+    core: Core,
+    node: Node,
+    username: str,
+    amount_raw: str | None,
+    comment: str | None,
+    *,
+    client_address: str | None = None,
 ) -> dict[str, Any]:
+    """Mint an invoice for ``username``. ``client_address``: the caller on the internet, whose
+    callbacks are rate-limited (None for our own users paying each other)."""
     username = username.lower()
-    user = await core.read(lambda tx: require_user(tx, username))
     amount_msat = parse_amount(amount_raw)
     limits = core.config.limits
     if not limits.deposit_min_msat <= amount_msat <= limits.deposit_max_msat:
         raise AmountOutOfRange(
             f"amount must be between {limits.deposit_min_msat} and {limits.deposit_max_msat} msat"
         )
-    if comment is not None and len(comment) > COMMENT_ALLOWED:
-        raise InvalidRequest(f"comment is longer than {COMMENT_ALLOWED} characters")
+    if comment is not None:
+        check_text(comment, name="comment")
+        if len(comment) > COMMENT_ALLOWED:
+            raise InvalidRequest(f"comment is longer than {COMMENT_ALLOWED} characters")
+    if client_address is not None:
+        bucket = f"lnurl-callback:{client_address}"
+        await rate_limits.take(core, bucket, core.config.lnurl_callbacks_per_minute)
+    user = await core.read(lambda tx: require_user(tx, username))
     description_hash = hashlib.sha256(metadata(username, core.config.public_host).encode()).digest()
     created = await deposits.create_deposit(
         core,
@@ -77,7 +97,8 @@ async def callback(
 
 
 def lud_error(exc: LngateError) -> tuple[int, dict[str, str]]:
-    """LUD-06 error body; an unknown name is a 404, other refusals are read by wallets from
-    the body (the reference `lnurl` client treats any non-2xx as a transport failure)."""
-    status = 404 if isinstance(exc, UnknownUser) else 200
+    """LUD-06 error body; an unknown name is a 404 and a rate limit a 429, other refusals are
+    read by wallets from the body (the reference `lnurl` client treats any non-2xx as a
+    transport failure)."""
+    status = 404 if isinstance(exc, UnknownUser) else 429 if isinstance(exc, RateLimited) else 200
     return status, {"status": "ERROR", "reason": exc.message}

@@ -23,6 +23,7 @@ from lngate.domain.errors import (
     LngateError,
     UnknownUser,
 )
+from lngate.domain.inputs import check_text
 from lngate.domain.ledger import TransferResult, TransferSpec
 from lngate.domain.money import parse_amount_msat
 from lngate.services.accounts import iso_ms, require_user
@@ -43,6 +44,7 @@ def validate_memo(memo: Any) -> str:
         return ""
     if not isinstance(memo, str) or len(memo) > MEMO_MAX_CHARS:
         raise InvalidRequest(f"memo must be a string of at most {MEMO_MAX_CHARS} characters")
+    check_text(memo, name="memo")
     return memo
 
 
