@@ -31,23 +31,46 @@ log = logging.getLogger(__name__)
 
 MAX_API_PROCESSES = 64
 MAX_WORKER_PROCESSES = 16
-STOP_GRACE_S = 20.0
+STOP_GRACE_S = 8.0  # a child's own grace (lngate.server.SHUTDOWN_GRACE_S) and its stop
+LISTEN_BACKLOG = 2048
 POLL_S = 0.2
 RESTART_DELAY_MIN_S = 1.0
 RESTART_DELAY_MAX_S = 30.0
 HEALTHY_AFTER_S = 60.0  # a child that lived this long restarts at once if it dies
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A listening socket on ``host:port`` that other processes may bind too (SO_REUSEPORT)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
-    sock.set_inheritable(False)
-    return sock
+def listen_or_exit(host: str, port: int, *, reuse_port: bool = False) -> list[socket.socket]:
+    """Listening sockets on ``host:port``, one for each address it names (as asyncio binds).
+    ``reuse_port``: with SO_REUSEPORT, so that other processes may bind the port too.
+
+    A port that cannot be had (in use, an address this host does not have) is ``SystemExit``
+    with one line for the operator, ``lngate: cannot listen on 127.0.0.1:8000: address already
+    in use``, not uvicorn's traceback from inside a running server.
+    """
+    bound: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(LISTEN_BACKLOG)
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        reason = exc.strerror or str(exc)
+        raise SystemExit(
+            f"lngate: cannot listen on {where}: {reason[:1].lower()}{reason[1:]}"
+        ) from None
+    return bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,8 +229,20 @@ def _require_migrated(config: Config) -> None:
         )
 
 
+def check_ports(config: Config) -> None:
+    """The ports are free (or shared with SO_REUSEPORT) before any child starts: a port in use
+    is one line and an exit, not children that fail and are restarted for ever."""
+    ports = [(config.host, config.port, True)]
+    if config.admin_port:
+        ports.append((config.admin_host, config.admin_port, False))
+    for host, port, reuse_port in ports:
+        for sock in listen_or_exit(host, port, reuse_port=reuse_port):
+            sock.close()
+
+
 def run_cluster(config: Config, plan: ClusterPlan) -> int:
     check_database(config)
+    check_ports(config)
     prepare_cluster(config)
     children = [_Child(name, argv) for name, argv in child_commands(config, plan)]
     log.info(

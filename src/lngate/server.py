@@ -2,6 +2,11 @@
 
 ``serve`` runs the public API (127.0.0.1:8000), the admin API and metrics on their own listener
 (127.0.0.1:8001; ``admin_port = 0`` turns it off) and, on the embedded default, the workers.
+
+It binds both ports itself before anything else, so a port it cannot have is one line on
+stderr. On SIGTERM or SIGINT it stops accepting, ends what would otherwise keep it waiting for
+ever (see ``Drain``), gives the requests in flight ``SHUTDOWN_GRACE_S`` to finish, stops the
+workers and the writer, and exits 0.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import dataclasses
 import hashlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,10 +26,11 @@ import uvicorn
 
 from lngate.api.admin_app import create_admin_app
 from lngate.api.app import Worker, create_app
+from lngate.api.drain import Drain
 from lngate.bootstrap import Core, open_core, open_node
 from lngate.config import Config
 from lngate.logs import configure_logging
-from lngate.processes import reuse_port_socket
+from lngate.processes import listen_or_exit
 from lngate.store import audit, system_state
 from lngate.workers.invoice_watcher import InvoiceWatcher
 from lngate.workers.payment_sender import PaymentWorker
@@ -31,6 +38,8 @@ from lngate.workers.reconciler import Reconciler
 from lngate.workers.treasury import TreasuryWorker
 
 log = logging.getLogger(__name__)
+
+SHUTDOWN_GRACE_S = 5  # for the requests in flight at SIGTERM; then uvicorn cancels them
 
 
 def background_workers(core: Core, config: Config) -> list[Worker]:
@@ -48,9 +57,21 @@ def background_workers(core: Core, config: Config) -> list[Worker]:
 class _Server(uvicorn.Server):
     """Two servers share one loop: signals are handled once, for both, by ``serve_all``."""
 
+    def __init__(self, config: uvicorn.Config, drain: Drain) -> None:
+        super().__init__(config)
+        self.drain = drain
+
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Scheduled now, run at uvicorn's first pause: after it has closed the listeners.
+        draining = asyncio.create_task(self.drain.stop())
+        try:
+            await super().shutdown(sockets)
+        finally:
+            draining.cancel()  # a client that reads nothing can keep a send waiting
 
 
 def _config_summary(config: Config) -> dict[str, Any]:
@@ -84,20 +105,29 @@ def audit_config_change(core: Core) -> None:
 
 def run_server(config: Config, *, with_workers: bool = True, reuse_port: bool = False) -> None:
     """``reuse_port``: bind the public port with SO_REUSEPORT, so that several API processes
-    share it (``lngate serve --processes N``, see ``lngate.processes``)."""
+    share it (``lngate serve --processes N``, see ``lngate.processes``). A port that cannot be
+    had is ``SystemExit`` with one line, before the database is opened."""
     configure_logging(json=config.log_json)
-    core = open_core(config)
-    core.start_writer()
+    listeners = [listen_or_exit(config.host, config.port, reuse_port=reuse_port)]
     try:
-        audit_config_change(core)
-        asyncio.run(_serve_all(core, config, with_workers, reuse_port))
+        if config.admin_port:
+            listeners.append(listen_or_exit(config.admin_host, config.admin_port))
+        core = open_core(config)
+        core.start_writer()
+        try:
+            audit_config_change(core)
+            asyncio.run(_serve_all(core, config, with_workers, listeners))
+        finally:
+            core.close()
     finally:
-        core.close()
+        for sock in (s for socks in listeners for s in socks):
+            sock.close()
 
 
 async def _serve_all(
-    core: Core, config: Config, with_workers: bool, reuse_port: bool = False
+    core: Core, config: Config, with_workers: bool, listeners: list[list[socket.socket]]
 ) -> None:
+    """``listeners``: the public listener's sockets, then the admin listener's if it is on."""
     node = open_node(config, spending=False)
     workers = background_workers(core, config) if with_workers else []
     servers = [_uvicorn(create_app(core, node, workers=workers), config.host, config.port)]
@@ -122,26 +152,28 @@ async def _serve_all(
         core.db.dialect.value,
         config.node_backend,
     )
-    public_sockets = [reuse_port_socket(config.host, config.port)] if reuse_port else None
     try:
         await asyncio.gather(
-            servers[0].serve(sockets=public_sockets), *(s.serve() for s in servers[1:])
+            *(s.serve(sockets=socks) for s, socks in zip(servers, listeners, strict=True))
         )
     finally:
         await node.close()
 
 
 def _uvicorn(app: Any, host: str, port: int) -> _Server:
+    drain = Drain(app)
     return _Server(
         uvicorn.Config(
-            app,
-            host=host,
+            drain,
+            host=host,  # for uvicorn's messages: it serves on the sockets bound here
             port=port,
             log_level="warning",
             access_log=False,
             loop="uvloop",
             http="httptools",
-        )
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+        ),
+        drain,
     )
 
 

@@ -23,6 +23,7 @@ HTTP_LAYER_CODES = {
     ("MALFORMED_JSON", 400),
     ("INVALID_AMOUNT", 400),
     ("INTERNAL", 500),
+    ("SHUTTING_DOWN", 503),
 }
 
 

