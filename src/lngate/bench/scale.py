@@ -73,7 +73,8 @@ def _postgres_pids(url: str) -> list[int]:
     """The postmaster of ``url`` and every process it forked (backends, WAL writer...)."""
     with psycopg.connect(url, autocommit=True) as conn:
         backend = int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])  # type: ignore[index]
-    stat = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
+        # read while connected: the backend exits with its connection
+        stat = Path(f"/proc/{backend}/stat").read_text().rsplit(")", 1)[1].split()
     postmaster = int(stat[1])
     return [postmaster, *_children(postmaster)]
 
