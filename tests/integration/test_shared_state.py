@@ -4,19 +4,28 @@ order, and migrations that differ per dialect."""
 from __future__ import annotations
 
 import asyncio
+import threading
 
+import httpx
 import psycopg
 import pytest
 
+from lngate.api.admin_app import create_admin_app
+from lngate.api.app import create_app
 from lngate.bootstrap import Core
+from lngate.client import signed_headers
+from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.security.replay_guards import (
     DatabaseReplayGuard,
     MemoryReplayGuard,
     replay_guard_for,
 )
+from lngate.services.accounts import create_user
 from lngate.store import events
 from lngate.store.db import Database, Dialect
 from lngate.store.migrate import available_migrations, current_version
+from lngate.store.users import Role
+from tests.conftest import funded_user
 
 SIG = "ab" * 32
 WINDOW_MS = 5_000
@@ -120,3 +129,33 @@ def test_a_dialect_only_migration_runs_on_its_dialect_and_is_recorded_on_both(
         )
     )
     assert bool(has_function) == (core.db.dialect is Dialect.POSTGRES)
+
+
+async def test_the_shared_guard_stops_with_its_app(core: Core) -> None:
+    """Each listener's guard has a writer thread and a connection: they end with the app."""
+    if core.db.dialect is not Dialect.POSTGRES:
+        pytest.skip("SQLite's guard is memory only")
+    alice = funded_user(core, "alice")
+    ops = create_user(core, "ops", Role.ADMIN)
+    network = SimnetNetwork(core.config.simnet_dir)
+    try:
+        node = SimnetNode(network)
+        listeners = [
+            (create_app(core, node), alice, "/v1/account"),
+            (create_admin_app(core, node), ops, "/admin/v1/status"),
+        ]
+        for app, creds, path in listeners:
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+                    headers = signed_headers(creds.api_key, creds.api_secret, "GET", path)
+                    r = await http.get(path, headers=headers)  # starts the guard's writer
+                    assert r.status_code == 200, r.text
+                assert _guard_threads() == 1
+            assert _guard_threads() == 0
+    finally:
+        network.close()
+
+
+def _guard_threads() -> int:
+    return sum(t.name == "replay-guard" and t.is_alive() for t in threading.enumerate())

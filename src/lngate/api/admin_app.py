@@ -2,6 +2,8 @@
 on the public listener. Every action that changes something is audited."""
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -47,7 +49,16 @@ class Resume(Reason):
 def create_admin_app(core: Core, node: Node) -> FastAPI:
     """``node`` is the treasury's credential: reading wallet balances and opening channels need
     on-chain rights that the public API's invoice-only credential lacks."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            auth.replays.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="lngate admin",
         version=__version__,
         description="Operator API. Signed with admin keys (`lngate admin key create NAME`).",

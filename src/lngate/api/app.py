@@ -41,6 +41,7 @@ def create_app(core: Core, node: Node, *, workers: Sequence[Worker] = ()) -> Fas
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
+            auth.replays.close()
 
     app = FastAPI(
         title="lngate",

@@ -37,6 +37,10 @@ class SharedReplayGuard(Protocol):
         """True the first time ``signature`` (hex) is seen inside the window."""
         ...
 
+    def close(self) -> None:
+        """Release what the guard holds (its writer thread and connection); idempotent."""
+        ...
+
 
 class MemoryReplayGuard:
     """One process's memory (the embedded SQLite default, where one process serves)."""
@@ -46,6 +50,9 @@ class MemoryReplayGuard:
 
     async def first_use(self, signature: str, now_ms: int) -> bool:
         return self._guard.first_use(signature, now_ms)
+
+    def close(self) -> None:
+        pass  # memory only
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +115,10 @@ class DatabaseReplayGuard:
         return forgotten
 
     def close(self) -> None:
-        self._writer.stop()
+        with self._lock:
+            if self._started:
+                self._writer.stop()
+                self._started = False
 
     def _ensure_started(self) -> None:
         if self._started:
