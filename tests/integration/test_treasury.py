@@ -16,15 +16,9 @@ from typer.testing import CliRunner
 
 from lngate.bootstrap import Core
 from lngate.config import Config, load_config
+from lngate.domain.errors import ColdImportRefused, NoColdAddress, PrivateKeyRefused
 from lngate.domain.ledger import AccountKind
-from lngate.domain.treasury import (
-    ColdImportRefused,
-    ColdPurpose,
-    NoColdAddress,
-    PrivateKeyRefused,
-    TreasuryPolicy,
-    sweep_amount_sat,
-)
+from lngate.domain.treasury import ColdPurpose, TreasuryPolicy, sweep_amount_sat
 from lngate.lightning.node import CloseType, Network
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.lightning.simnet.cli import app as simnet_app

@@ -10,7 +10,7 @@ from embit import bech32, bip32, bip39, script  # type: ignore[import-untyped]
 from embit.descriptor.checksum import add_checksum  # type: ignore[import-untyped]
 from embit.networks import NETWORKS  # type: ignore[import-untyped]
 
-from lngate.domain.treasury import ColdImportRefused, PrivateKeyRefused
+from lngate.domain.errors import ColdImportRefused, PrivateKeyRefused
 from lngate.lightning.node import Network
 from lngate.services.cold_addresses import parse_cold_import
 

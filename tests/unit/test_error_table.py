@@ -1,30 +1,20 @@
-"""The README's error table is the contract: every code the API can answer is in it, with its
-status, and nothing else is."""
+"""One exception tree, one status per class, and the README's error table as the contract: every
+code the API can answer is in it, with its status, and nothing else is."""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
 import re
-from collections.abc import Iterator
+from collections import Counter
 from pathlib import Path
 
 import lngate
 from lngate.api import errors
+from lngate.domain import errors as tree
 from lngate.domain.errors import LngateError
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-# Codes the HTTP layer itself answers (framework refusals, validation, edge limits, bugs).
-HTTP_LAYER_CODES = {
-    ("NOT_FOUND", 404),
-    ("METHOD_NOT_ALLOWED", 405),
-    ("PAYLOAD_TOO_LARGE", 413),
-    ("INVALID_REQUEST", 400),
-    ("MALFORMED_JSON", 400),
-    ("INVALID_AMOUNT", 400),
-    ("INTERNAL", 500),
-    ("SHUTTING_DOWN", 503),
-}
 
 
 def _documented() -> set[tuple[str, int]]:
@@ -34,36 +24,56 @@ def _documented() -> set[tuple[str, int]]:
     for row in table.splitlines()[2:]:
         cells = [c.strip() for c in row.strip("|").split("|")]
         codes = re.findall(r"`([A-Z_]+)`", cells[0])
-        statuses = {int(s) for s in re.findall(r"\b([1-5]\d\d)\b", cells[1] + " " + cells[2])}
-        pairs |= {(code, status) for code in codes for status in statuses}
+        pairs |= {(code, int(cells[1])) for code in codes}
     return pairs
 
 
-def _error_classes() -> Iterator[type[LngateError]]:
+def _every_error_class() -> set[type[LngateError]]:
+    """Every subclass of LngateError anywhere in the package (all modules imported)."""
     for module in pkgutil.walk_packages(lngate.__path__, "lngate."):
         importlib.import_module(module.name)
+    found: set[type[LngateError]] = set()
     pending = [LngateError]
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
-        if cls is not LngateError:
-            yield cls
+        found.add(cls)
+    return found - {LngateError}
 
 
-def test_every_error_class_is_in_the_table_with_its_status() -> None:
+def test_every_error_class_lives_in_the_one_tree() -> None:
+    outside = {f"{c.__module__}.{c.__name__}" for c in _every_error_class()}
+    outside = {name for name in outside if not name.startswith(f"{tree.__name__}.")}
+    assert outside == set()
+
+
+def test_every_class_has_a_code_of_its_own() -> None:
+    codes = Counter(cls.code for cls in _every_error_class())
+    assert {code for code, n in codes.items() if n > 1} == set()
+
+
+def test_every_class_is_mapped_to_a_status_explicitly() -> None:
+    assert _every_error_class() - set(errors.STATUS) == set()
+
+
+def test_every_error_class_is_in_the_readme_table_with_its_status() -> None:
     documented = _documented()
-    missing = {
-        (cls.__name__, cls.code, errors.status_for(cls("x")))
-        for cls in _error_classes()
-        if (cls.code, errors.status_for(cls("x"))) not in documented
-    }
+    missing = {(cls.code, status) for cls, status in errors.STATUS.items()} - documented
     assert missing == set()
 
 
 def test_the_http_layer_codes_are_in_the_table() -> None:
-    assert HTTP_LAYER_CODES - _documented() == set()
+    assert {(code, status) for status, code in errors.HTTP_LAYER_CODES} - _documented() == set()
 
 
 def test_the_table_lists_nothing_the_api_cannot_answer() -> None:
-    answerable = {cls.code for cls in _error_classes()} | {c for c, _ in HTTP_LAYER_CODES}
-    assert {code for code, _ in _documented()} - answerable == set()
+    answerable = {(cls.code, status) for cls, status in errors.STATUS.items()}
+    answerable |= {(code, status) for status, code in errors.HTTP_LAYER_CODES}
+    assert _documented() - answerable == set()
+
+
+def test_a_class_outside_the_table_is_a_500_not_a_quiet_400() -> None:
+    class Stray(LngateError):
+        code = "STRAY"
+
+    assert errors.status_for(Stray("x")) == 500

@@ -50,7 +50,7 @@ from lngate.lightning.lnd._errors import (
     transport_error,
 )
 from lngate.lightning.lnd._mapping import (
-    MalformedResponse,
+    NodeBadResponse,
     map_closed_channel,
     map_payment,
     network_from_bolt11,
@@ -910,7 +910,7 @@ def test_failed_without_a_reason_is_an_error_failure() -> None:
 def test_a_preimage_that_does_not_hash_to_the_payment_hash_is_refused() -> None:
     update = payment_update("send_succeeded.jsonl", 2)
     update["payment_preimage"] = preimage(5).hex()
-    with pytest.raises(MalformedResponse):
+    with pytest.raises(NodeBadResponse):
         map_payment(update)
 
 
@@ -1021,7 +1021,7 @@ def test_close_types(close_type: str | None, expected: CloseType) -> None:
 def test_a_malformed_closed_channel_is_refused(field: str, value: str) -> None:
     summary = copy.deepcopy(body("closedchannels.json")["channels"][0])
     summary[field] = value
-    with pytest.raises(MalformedResponse):
+    with pytest.raises(NodeBadResponse):
         map_closed_channel(summary)
 
 

@@ -16,39 +16,87 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lngate.api.responses import JsonResponse
 from lngate.domain import errors as e
-from lngate.domain.withdrawals import LimitExceeded, WithdrawalsHalted
-from lngate.lightning import errors as node_errors
 
 log = logging.getLogger(__name__)
 
-# Most specific class first: the first isinstance match wins.
-_STATUS: list[tuple[type[e.LngateError], int]] = [
-    (e.AuthError, 401),
-    (e.AccountFrozen, 403),
-    (e.UnknownUser, 404),
-    (e.NotFound, 404),
-    (e.Conflict, 409),
-    (e.InsufficientFunds, 422),
-    (WithdrawalsHalted, 423),
-    (LimitExceeded, 422),
-    (e.RateLimited, 429),
-    (e.LedgerRefused, 422),
-    (node_errors.NodeUnreachable, 503),
-    (node_errors.NodeTimeout, 503),
-    (node_errors.InvalidNodeRequest, 400),
-    (e.NodeError, 422),
-    (e.InvalidRequest, 400),
-]
+# Every class of the tree, each with its status: exhaustive (tests/unit/test_error_table.py), so a
+# new error cannot silently become a 400. A node that cannot be reached is a 503: the request was
+# fine and nothing changed.
+STATUS: dict[type[e.LngateError], int] = {
+    e.InvalidRequest: 400,
+    e.InvalidAmount: 400,
+    e.AmountRequired: 400,
+    e.AmountNotAllowed: 400,
+    e.AmountOutOfRange: 400,
+    e.WrongNetwork: 400,
+    e.BlockedDestination: 400,
+    e.OwnNodeInvoice: 400,
+    e.InternalInvoicePaid: 400,
+    e.ColdImportRefused: 400,
+    e.PrivateKeyRefused: 400,
+    e.NoColdAddress: 400,
+    e.LnurlFailed: 400,
+    e.DestinationNotAllowed: 400,
+    e.InvoiceExpired: 400,
+    e.InvalidNodeRequest: 400,
+    e.InvalidInvoice: 400,
+    e.AuthError: 401,
+    e.AccountFrozen: 403,
+    e.NotFound: 404,
+    e.UnknownUser: 404,
+    e.Conflict: 409,
+    e.IdempotencyConflict: 409,
+    e.AlreadyExists: 409,
+    e.DuplicatePaymentHash: 409,
+    e.InsufficientFunds: 422,
+    e.LimitExceeded: 422,
+    e.LedgerRefused: 422,
+    e.NodeError: 422,
+    e.NodeBadResponse: 422,
+    e.NoRoute: 422,
+    e.InsufficientBalance: 422,
+    e.AlreadyPaid: 422,
+    e.PermissionDenied: 422,
+    e.InvoiceNotFound: 422,
+    e.WithdrawalsHalted: 423,
+    e.RateLimited: 429,
+    e.TooManyStreams: 429,
+    e.NodeUnreachable: 503,
+    e.NodeTimeout: 503,
+}
 
-
+# Codes the HTTP layer answers itself: framework refusals, validation, edge limits, bugs.
+HTTP_LAYER_CODES = (
+    (400, "INVALID_REQUEST"),
+    (400, "MALFORMED_JSON"),
+    (400, "INVALID_AMOUNT"),
+    (404, "NOT_FOUND"),
+    (405, "METHOD_NOT_ALLOWED"),
+    (413, "PAYLOAD_TOO_LARGE"),
+    (500, "INTERNAL"),
+    (503, "SHUTTING_DOWN"),
+)
 _HTTP_CODES = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "PAYLOAD_TOO_LARGE"}
 
 
+def codes_by_status() -> dict[int, list[str]]:
+    """Every status the API answers with an error body, and the codes it carries (for OpenAPI)."""
+    found: dict[int, set[str]] = {}
+    for cls, status in STATUS.items():
+        found.setdefault(status, set()).add(cls.code)
+    for status, code in HTTP_LAYER_CODES:
+        found.setdefault(status, set()).add(code)
+    return {status: sorted(codes) for status, codes in sorted(found.items())}
+
+
 def status_for(exc: e.LngateError) -> int:
-    for cls, status in _STATUS:
-        if isinstance(exc, cls):
+    """The class's own status; a subclass defined outside the tree (a bug the table test
+    catches) answers as its nearest mapped ancestor."""
+    for cls in type(exc).__mro__:
+        status = STATUS.get(cls)
+        if status is not None:
             return status
-    return 400
+    return 500
 
 
 def error_body(code: str, message: str) -> dict[str, Any]:

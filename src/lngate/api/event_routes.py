@@ -14,10 +14,11 @@ from starlette.types import Receive, Scope, Send
 
 from lngate.api.auth import Authenticator, Caller
 from lngate.api.json_body import JsonRoute
+from lngate.api.openapi import error_responses
 from lngate.api.params import QueryInt
 from lngate.api.responses import MAX_SEQ
 from lngate.bootstrap import Core
-from lngate.domain.errors import RateLimited
+from lngate.domain.errors import TooManyStreams
 from lngate.domain.inputs import ascii_uint
 from lngate.store import events
 
@@ -26,9 +27,36 @@ KEEPALIVE_S = 15.0
 POLL_S = 0.5  # events written by other processes are found within this long
 BATCH = 100
 
-
-class TooManyStreams(RateLimited):
-    code = "TOO_MANY_STREAMS"
+# One event of the stream (OpenAPI 3.1 has the media type's schema describe each event).
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "resume after it"},
+        "event": {
+            "type": "string",
+            "description": "deposit.settled, deposit.expired, deposit.cancelled, transfer.sent, "
+            "transfer.received, withdrawal.review, withdrawal.succeeded, withdrawal.failed, "
+            "withdrawal.rejected",
+        },
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["type", "data"],
+                "properties": {
+                    "type": {"type": "string", "description": "the event's name again"},
+                    "data": {
+                        "type": "object",
+                        "description": "the deposit, transfer or withdrawal, as its own "
+                        "endpoint answers it",
+                    },
+                },
+            },
+        },
+    },
+}
 
 
 def event_router(core: Core, auth: Authenticator) -> APIRouter:
@@ -41,7 +69,13 @@ def event_router(core: Core, auth: Authenticator) -> APIRouter:
     @router.get(
         "/events",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={
+            200: {
+                "description": "A stream of Server-Sent Events, one per account event",
+                "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
+            },
+            **error_responses(429),
+        },
     )
     async def stream_events(
         request: Request,
@@ -49,7 +83,14 @@ def event_router(core: Core, auth: Authenticator) -> APIRouter:
         after: Annotated[
             QueryInt | None, Query(ge=0, le=MAX_SEQ, description="resume after this event id")
         ] = None,
-        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+        last_event_id: Annotated[
+            str | None,
+            Header(
+                alias="Last-Event-ID",
+                description="what a reconnecting EventSource sends: resume after this id",
+                json_schema_extra={"pattern": "^[0-9]{1,18}$"},
+            ),
+        ] = None,
     ) -> Any:
         """``deposit.settled``, ``deposit.expired``, ``transfer.sent``, ``transfer.received``,
         ``withdrawal.*``. Without ``after`` (or ``Last-Event-ID``) the stream starts now."""

@@ -27,11 +27,11 @@ class RequestLimits:
         # "%00" decodes to NUL in a path parameter or query value: no id or name holds one,
         # and PostgreSQL refuses it in a query (a 500 further in).
         if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
-            await _refuse(send, 400, "INVALID_REQUEST", "the URL must not contain NUL (%00)")
+            await _refuse(scope, send, 400, "INVALID_REQUEST", "the URL must not contain NUL (%00)")
             return
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await _refuse(send, 413, "PAYLOAD_TOO_LARGE", self._too_large())
+            await _refuse(scope, send, 413, "PAYLOAD_TOO_LARGE", self._too_large())
             return
         chunks: list[bytes] = []
         size = 0
@@ -42,7 +42,7 @@ class RequestLimits:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body_bytes:
-                await _refuse(send, 413, "PAYLOAD_TOO_LARGE", self._too_large())
+                await _refuse(scope, send, 413, "PAYLOAD_TOO_LARGE", self._too_large())
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
@@ -71,8 +71,14 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(send: Send, status: int, code: str, message: str) -> None:
-    payload = orjson.dumps(error_body(code, message))
+_LNURL_PATHS = ("/lnurlp/", "/.well-known/lnurlp/")
+
+
+async def _refuse(scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    # wallets calling the public LNURL endpoints read LUD-06's form, everyone else ours
+    lnurl = scope.get("path", "").startswith(_LNURL_PATHS)
+    body = {"status": "ERROR", "reason": message} if lnurl else error_body(code, message)
+    payload = orjson.dumps(body)
     await send(
         {
             "type": "http.response.start",

@@ -1,23 +1,52 @@
-"""The one exception tree of lngate.
+"""The one exception tree of lngate: every error a caller can act on, with its stable code.
 
-Every error a caller can act on is a subclass of ``LngateError`` with a stable ``code``;
-``lngate.api.errors`` maps codes to HTTP statuses in exactly one place::
+Every class here has a code of its own; ``lngate.api.errors`` maps each class to an HTTP status in
+one exhaustive table (a test checks that none is missing), and the README lists them all::
 
     LngateError
-    ├── InvalidRequest              (INVALID_REQUEST)      malformed input
-    │   ├── InvalidAmount           (INVALID_AMOUNT)       zero, negative, non-integer, absurd
-    │   └── AmountOutOfRange        (AMOUNT_OUT_OF_RANGE)  outside configured limits
-    ├── AuthError                   (UNAUTHORIZED)         missing/bad/expired/replayed signature
+    ├── InvalidRequest              (INVALID_REQUEST)        malformed input
+    │   ├── InvalidAmount           (INVALID_AMOUNT)         zero, negative, non-integer, absurd
+    │   │   ├── AmountRequired      (AMOUNT_REQUIRED)        an amountless invoice needs one
+    │   │   └── AmountNotAllowed    (AMOUNT_NOT_ALLOWED)     the invoice states its own
+    │   ├── AmountOutOfRange        (AMOUNT_OUT_OF_RANGE)    outside configured limits
+    │   ├── WrongNetwork            (WRONG_NETWORK)          an invoice of another chain
+    │   ├── BlockedDestination      (BLOCKED_DESTINATION)    a payee the operator blocked
+    │   ├── OwnNodeInvoice          (OWN_NODE_INVOICE)       our node's, but no open deposit
+    │   ├── InternalInvoicePaid     (INVOICE_ALREADY_PAID)   one of our users' invoices, paid
+    │   ├── ColdImportRefused       (INVALID_COLD_IMPORT)    a cold address that does not fit
+    │   └── PrivateKeyRefused       (PRIVATE_KEY_REFUSED)    lngate holds no cold private key
+    ├── AuthError                   (UNAUTHORIZED)           missing/bad/expired/replayed signature
+    ├── AccountFrozen               (ACCOUNT_FROZEN)
     ├── NotFound                    (NOT_FOUND)
     │   └── UnknownUser             (UNKNOWN_USER)
     ├── Conflict                    (CONFLICT)
     │   ├── IdempotencyConflict     (IDEMPOTENCY_KEY_REUSED) same key, different request
-    │   └── AlreadyExists           (ALREADY_EXISTS)
+    │   ├── AlreadyExists           (ALREADY_EXISTS)
+    │   └── DuplicatePaymentHash    (DUPLICATE_PAYMENT_HASH) an invoice paid or being paid
     ├── InsufficientFunds           (INSUFFICIENT_FUNDS)
-    ├── AccountFrozen               (ACCOUNT_FROZEN)
-    ├── RateLimited                 (RATE_LIMITED)         too many at once; retry later
-    ├── LedgerRefused               (LEDGER_REFUSED)       a named ledger result
-    └── NodeError                   (NODE_ERROR)           see lngate.lightning.errors
+    ├── LimitExceeded               (LIMIT_EXCEEDED)         the 24 h or hourly limit
+    ├── LedgerRefused               (LEDGER_REFUSED)         a named ledger result
+    ├── WithdrawalsHalted           (WITHDRAWALS_HALTED)
+    ├── RateLimited                 (RATE_LIMITED)           too many at once; retry later
+    │   └── TooManyStreams          (TOO_MANY_STREAMS)
+    ├── NoColdAddress               (NO_COLD_ADDRESS)        every cold address handed out
+    ├── LnurlFailed                 (LNURL_FAILED)           a Lightning Address service failed us
+    ├── DestinationNotAllowed       (DESTINATION_NOT_ALLOWED) it points into a private network
+    └── NodeError                   (NODE_ERROR)             the Lightning node refused or failed
+        ├── NodeUnreachable         (NODE_UNREACHABLE)
+        ├── NodeTimeout             (NODE_TIMEOUT)
+        ├── NodeBadResponse         (NODE_BAD_RESPONSE)      not what its API documents
+        ├── NoRoute                 (NO_ROUTE)
+        ├── InsufficientBalance     (NODE_INSUFFICIENT_BALANCE)
+        ├── InvoiceExpired          (INVOICE_EXPIRED)
+        ├── AlreadyPaid             (ALREADY_PAID)
+        ├── PermissionDenied        (NODE_PERMISSION_DENIED)
+        ├── InvoiceNotFound         (INVOICE_NOT_FOUND)
+        └── InvalidNodeRequest      (INVALID_NODE_REQUEST)
+            └── InvalidInvoice      (INVALID_INVOICE)        not a valid BOLT 11 invoice
+
+The node errors are the Node port's (``lngate.lightning.errors`` names them for the adapters);
+they live here so that the domain and the services can name them without importing an adapter.
 """
 
 from __future__ import annotations
@@ -33,6 +62,9 @@ class LngateError(Exception):
         self.message = message
 
 
+# -- the request ----------------------------------------------------------------------------------
+
+
 class InvalidRequest(LngateError):
     code = "INVALID_REQUEST"
 
@@ -41,12 +73,63 @@ class InvalidAmount(InvalidRequest):
     code = "INVALID_AMOUNT"
 
 
+class AmountRequired(InvalidAmount):
+    code = "AMOUNT_REQUIRED"
+
+
+class AmountNotAllowed(InvalidAmount):
+    code = "AMOUNT_NOT_ALLOWED"
+
+
 class AmountOutOfRange(InvalidRequest):
     code = "AMOUNT_OUT_OF_RANGE"
 
 
+class WrongNetwork(InvalidRequest):
+    code = "WRONG_NETWORK"
+
+
+class BlockedDestination(InvalidRequest):
+    code = "BLOCKED_DESTINATION"
+
+
+class OwnNodeInvoice(InvalidRequest):
+    """An invoice of our own node that is no open deposit: nothing to settle internally."""
+
+    code = "OWN_NODE_INVOICE"
+
+
+class InternalInvoicePaid(InvalidRequest):
+    """A withdrawal to one of our users' invoices that is paid (or being paid) already."""
+
+    code = "INVOICE_ALREADY_PAID"
+
+
+class ColdImportRefused(InvalidRequest):
+    """A line of a cold import is not a valid address (or key) of the node's network.
+    Nothing of the import is stored."""
+
+    code = "INVALID_COLD_IMPORT"
+
+
+class PrivateKeyRefused(InvalidRequest):
+    """lngate holds no cold private key: an xprv, tprv or WIF key is refused (and not echoed)."""
+
+    code = "PRIVATE_KEY_REFUSED"
+
+
+# -- who is asking ---------------------------------------------------------------------------------
+
+
 class AuthError(LngateError):
     code = "UNAUTHORIZED"
+
+
+class AccountFrozen(LngateError):
+    code = "ACCOUNT_FROZEN"
+
+
+# -- what is there ---------------------------------------------------------------------------------
 
 
 class NotFound(LngateError):
@@ -69,23 +152,117 @@ class AlreadyExists(Conflict):
     code = "ALREADY_EXISTS"
 
 
+class DuplicatePaymentHash(Conflict):
+    code = "DUPLICATE_PAYMENT_HASH"
+
+
+# -- the rules of money ----------------------------------------------------------------------------
+
+
 class InsufficientFunds(LngateError):
     code = "INSUFFICIENT_FUNDS"
 
 
-class AccountFrozen(LngateError):
-    code = "ACCOUNT_FROZEN"
-
-
-class RateLimited(LngateError):
-    code = "RATE_LIMITED"
+class LimitExceeded(LngateError):
+    code = "LIMIT_EXCEEDED"
 
 
 class LedgerRefused(LngateError):
     code = "LEDGER_REFUSED"
 
 
+class WithdrawalsHalted(LngateError):
+    code = "WITHDRAWALS_HALTED"
+
+
+class RateLimited(LngateError):
+    code = "RATE_LIMITED"
+
+
+class TooManyStreams(RateLimited):
+    code = "TOO_MANY_STREAMS"
+
+
+class NoColdAddress(LngateError):
+    """Every imported cold address has been handed out: import more."""
+
+    code = "NO_COLD_ADDRESS"
+
+
+# -- other parties ---------------------------------------------------------------------------------
+
+
+class LnurlFailed(LngateError):
+    """The LNURL service of a Lightning Address answered wrongly or not at all."""
+
+    code = "LNURL_FAILED"
+
+
+class DestinationNotAllowed(LngateError):
+    """A Lightning Address (or its callback) that points into a private network."""
+
+    code = "DESTINATION_NOT_ALLOWED"
+
+
 class NodeError(LngateError):
-    """Base of the Lightning node errors; subclasses live in ``lngate.lightning.errors``."""
+    """The Lightning node refused or failed, for a reason it did not name more precisely."""
 
     code = "NODE_ERROR"
+
+
+class NodeUnreachable(NodeError):
+    code = "NODE_UNREACHABLE"
+
+
+class NodeTimeout(NodeError):
+    code = "NODE_TIMEOUT"
+
+
+class NodeBadResponse(NodeError):
+    """The node answered with something that is not what its API documents."""
+
+    code = "NODE_BAD_RESPONSE"
+
+
+class NoRoute(NodeError):
+    code = "NO_ROUTE"
+
+
+class InsufficientBalance(NodeError):
+    """The node itself lacks the on-chain or channel funds for the request."""
+
+    code = "NODE_INSUFFICIENT_BALANCE"
+
+
+class InvoiceExpired(NodeError):
+    """The invoice has expired (or expires too soon to be paid safely)."""
+
+    code = "INVOICE_EXPIRED"
+
+
+class AlreadyPaid(NodeError):
+    """The payment hash was already paid, or a payment of it is in flight."""
+
+    code = "ALREADY_PAID"
+
+
+class PermissionDenied(NodeError):
+    """The credential (e.g. an invoice-only macaroon) does not allow this call."""
+
+    code = "NODE_PERMISSION_DENIED"
+
+
+class InvoiceNotFound(NodeError):
+    code = "INVOICE_NOT_FOUND"
+
+
+class InvalidNodeRequest(NodeError):
+    """The node refused the request as malformed."""
+
+    code = "INVALID_NODE_REQUEST"
+
+
+class InvalidInvoice(InvalidNodeRequest):
+    """A BOLT11 string that does not decode or whose signature does not verify."""
+
+    code = "INVALID_INVOICE"

@@ -11,8 +11,6 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from lngate.domain.errors import InvalidRequest, LngateError
-
 DUST_LIMIT_SAT = 546  # a P2WPKH output below this is non-standard (Bitcoin Core's dust rule)
 MAX_SAT_PER_VBYTE = 10_000
 
@@ -20,25 +18,6 @@ MAX_SAT_PER_VBYTE = 10_000
 class ColdPurpose(enum.StrEnum):
     SWEEP = "sweep"
     CHANNEL_CLOSE = "channel_close"
-
-
-class ColdImportRefused(InvalidRequest):
-    """A line of a cold import is not a valid address (or key) of the node's network.
-    Nothing of the import is stored."""
-
-    code = "INVALID_COLD_IMPORT"
-
-
-class PrivateKeyRefused(InvalidRequest):
-    """lngate holds no cold private key: an xprv, tprv or WIF key is refused (and not echoed)."""
-
-    code = "PRIVATE_KEY_REFUSED"
-
-
-class NoColdAddress(LngateError):
-    """Every imported cold address has been handed out: import more."""
-
-    code = "NO_COLD_ADDRESS"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,13 @@ import enum
 from dataclasses import dataclass
 
 from lngate.domain.errors import (
+    AmountNotAllowed,
     AmountOutOfRange,
-    Conflict,
+    AmountRequired,
+    DuplicatePaymentHash,  # noqa: F401 (imported from here by tests/regtest; remove with them)
     InvalidAmount,
-    InvalidRequest,
-    LngateError,
+    InvoiceExpired,
+    LimitExceeded,
 )
 from lngate.domain.money import MAX_AMOUNT_MSAT
 
@@ -35,48 +37,6 @@ class WithdrawalStatus(enum.StrEnum):
 FINAL = frozenset({WithdrawalStatus.SUCCEEDED, WithdrawalStatus.FAILED, WithdrawalStatus.REJECTED})
 # Statuses that count against limits and block a second withdrawal of the same payment hash.
 ACTIVE = frozenset(WithdrawalStatus) - {WithdrawalStatus.FAILED, WithdrawalStatus.REJECTED}
-
-
-class InvoiceRefused(InvalidRequest):
-    code = "INVALID_INVOICE"
-
-
-class WrongNetwork(InvalidRequest):
-    code = "WRONG_NETWORK"
-
-
-class InvoiceExpiring(InvalidRequest):
-    code = "INVOICE_EXPIRED"
-
-
-class AmountRequired(InvalidAmount):
-    code = "AMOUNT_REQUIRED"
-
-
-class AmountNotAllowed(InvalidAmount):
-    code = "AMOUNT_NOT_ALLOWED"
-
-
-class DuplicatePaymentHash(Conflict):
-    code = "DUPLICATE_PAYMENT_HASH"
-
-
-class BlockedDestination(InvalidRequest):
-    code = "BLOCKED_DESTINATION"
-
-
-class OwnNodeInvoice(InvalidRequest):
-    """An invoice of our own node that is no open deposit: nothing to settle internally."""
-
-    code = "OWN_NODE_INVOICE"
-
-
-class LimitExceeded(LngateError):
-    code = "LIMIT_EXCEEDED"
-
-
-class WithdrawalsHalted(LngateError):
-    code = "WITHDRAWALS_HALTED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +100,7 @@ def check_amount(amount_msat: int, policy: WithdrawalPolicy) -> None:
 
 def check_expiry(expires_at_s: int, now_s: int, policy: WithdrawalPolicy) -> None:
     if expires_at_s - now_s < policy.invoice_min_remaining_s:
-        raise InvoiceExpiring(
+        raise InvoiceExpired(
             f"the invoice expires in under {policy.invoice_min_remaining_s}s (or has expired)"
         )
 

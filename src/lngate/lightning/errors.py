@@ -1,55 +1,35 @@
-"""Typed errors of the Lightning node port. Adapters map their backend's failures onto these."""
+"""The errors of the Lightning node port: adapters map their backend's failures onto these.
 
-from __future__ import annotations
+They are defined in ``lngate.domain.errors`` (the one exception tree), so that the domain and the
+services can name them without importing this package; adapters import them from here.
+"""
 
-from lngate.domain.errors import NodeError
+from lngate.domain.errors import (
+    AlreadyPaid,
+    InsufficientBalance,
+    InvalidInvoice,
+    InvalidNodeRequest,
+    InvoiceExpired,
+    InvoiceNotFound,
+    NodeBadResponse,
+    NodeError,
+    NodeTimeout,
+    NodeUnreachable,
+    NoRoute,
+    PermissionDenied,
+)
 
-
-class NodeUnreachable(NodeError):
-    code = "NODE_UNREACHABLE"
-
-
-class NodeTimeout(NodeError):
-    code = "NODE_TIMEOUT"
-
-
-class NoRoute(NodeError):
-    code = "NO_ROUTE"
-
-
-class InsufficientBalance(NodeError):
-    """The node itself lacks the on-chain or channel funds for the request."""
-
-    code = "NODE_INSUFFICIENT_BALANCE"
-
-
-class InvoiceExpired(NodeError):
-    code = "INVOICE_EXPIRED"
-
-
-class AlreadyPaid(NodeError):
-    """The payment hash was already paid, or a payment of it is in flight."""
-
-    code = "ALREADY_PAID"
-
-
-class InvalidNodeRequest(NodeError):
-    """The node refused the request as malformed (includes undecodable BOLT11)."""
-
-    code = "INVALID_NODE_REQUEST"
-
-
-class InvalidInvoice(InvalidNodeRequest):
-    """A BOLT11 string that does not decode or whose signature does not verify."""
-
-    code = "INVALID_INVOICE"
-
-
-class PermissionDenied(NodeError):
-    """The credential (e.g. an invoice-only macaroon) does not allow this call."""
-
-    code = "NODE_PERMISSION_DENIED"
-
-
-class InvoiceNotFound(NodeError):
-    code = "INVOICE_NOT_FOUND"
+__all__ = [
+    "AlreadyPaid",
+    "InsufficientBalance",
+    "InvalidInvoice",
+    "InvalidNodeRequest",
+    "InvoiceExpired",
+    "InvoiceNotFound",
+    "NoRoute",
+    "NodeBadResponse",
+    "NodeError",
+    "NodeTimeout",
+    "NodeUnreachable",
+    "PermissionDenied",
+]

@@ -21,7 +21,7 @@ from embit.descriptor import Descriptor  # type: ignore[import-untyped]
 from embit.descriptor.checksum import add_checksum  # type: ignore[import-untyped]
 from embit.networks import NETWORKS  # type: ignore[import-untyped]
 
-from lngate.domain.treasury import ColdImportRefused, PrivateKeyRefused
+from lngate.domain.errors import ColdImportRefused, PrivateKeyRefused
 from lngate.lightning.node import Network
 from lngate.store.treasury import NewColdAddress
 

@@ -24,7 +24,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from lngate.domain.errors import InvalidAmount, InvalidRequest, LngateError
+from lngate.domain.errors import (
+    DestinationNotAllowed,
+    InvalidAmount,
+    InvalidRequest,
+    LnurlFailed,
+)
 from lngate.domain.money import parse_amount_msat
 from lngate.lightning.bolt11 import decode_bolt11
 from lngate.lightning.errors import InvalidInvoice
@@ -40,16 +45,6 @@ JSON_MAX_DEPTH = 32
 DEADLINE_S = 10.0  # for the whole resolution: DNS, both requests, both bodies
 _MALFORMED = "lightning_address must look like name@host"
 _TOO_LARGE = "the LNURL service's answer is too large"
-
-
-class LnurlFailed(LngateError):
-    """The LNURL service answered wrongly or not at all."""
-
-    code = "LNURL_FAILED"
-
-
-class DestinationNotAllowed(LngateError):
-    code = "DESTINATION_NOT_ALLOWED"
 
 
 def parse_address(address: str) -> tuple[str, str]:

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lngate.bootstrap import Core
-from lngate.domain.errors import InvalidAmount
+from lngate.domain.errors import InvalidAmount, NoColdAddress
 from lngate.domain.ledger import AccountKind, TransferResult, TransferSpec
-from lngate.domain.treasury import ColdPurpose, NoColdAddress, sweep_amount_sat
+from lngate.domain.treasury import ColdPurpose, sweep_amount_sat
 from lngate.lightning.node import Channel, ClosedChannel, CloseType, Network, Node, OnchainTx
 from lngate.services.cold_addresses import COUNT_DEFAULT, check_address, parse_cold_import
 from lngate.store import treasury as store

@@ -16,11 +16,19 @@ from lngate.crashpoints import crash_point
 from lngate.domain import withdrawals as rules
 from lngate.domain.errors import (
     AccountFrozen,
+    AmountRequired,
+    BlockedDestination,
+    DuplicatePaymentHash,
     InsufficientFunds,
+    InternalInvoicePaid,
+    InvalidInvoice,
     InvalidRequest,
     LedgerRefused,
     NodeError,
     NotFound,
+    OwnNodeInvoice,
+    WithdrawalsHalted,
+    WrongNetwork,
 )
 from lngate.domain.ledger import AccountKind, TransferFlag, TransferResult, TransferSpec
 from lngate.domain.money import parse_amount_msat
@@ -51,10 +59,6 @@ PAGE_MAX = 200
 DAY_MS = 24 * 3600 * 1000
 HOUR_MS = 3600 * 1000
 BOLT11_MAX_CHARS = 7_089  # BOLT 11 invoices are bounded; longer strings are refused unread
-
-
-class InternalInvoicePaid(InvalidRequest):
-    code = "INVOICE_ALREADY_PAID"
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,18 +156,18 @@ class WithdrawalService:
         minted_here = False
         if address is not None:
             if amount_msat is None:
-                raise rules.AmountRequired("a Lightning Address withdrawal needs amount_msat")
+                raise AmountRequired("a Lightning Address withdrawal needs amount_msat")
             parse_amount_msat(amount_msat)
             bolt11, minted_here = await self._resolve_address(address, amount_msat)
         if not isinstance(bolt11, str) or len(bolt11) > BOLT11_MAX_CHARS:
-            raise rules.InvoiceRefused("bolt11 must be a BOLT 11 invoice string")
+            raise InvalidInvoice("bolt11 must be a BOLT 11 invoice string")
         bolt11 = bolt11.strip()
         if bolt11.lower().startswith("lightning:"):
             bolt11 = bolt11[len("lightning:") :]
         try:
             decoded = decode_bolt11(bolt11)
         except node_errors.InvalidInvoice as exc:
-            raise rules.InvoiceRefused(f"not a valid BOLT 11 invoice: {exc.message}") from exc
+            raise InvalidInvoice(f"not a valid BOLT 11 invoice: {exc.message}") from exc
         return Destination(bolt11, decoded, address, minted_here)
 
     async def _resolve_address(self, address: str, amount_msat: int) -> tuple[str, bool]:
@@ -184,14 +188,14 @@ class WithdrawalService:
         info = await self.node_info()
         ours = invoice_network(info.network)
         if inv.network is not ours:
-            raise rules.WrongNetwork(f"this is a {inv.network.value} invoice; we pay {ours.value}")
+            raise WrongNetwork(f"this is a {inv.network.value} invoice; we pay {ours.value}")
         rules.check_expiry(inv.expires_at, int(time.time()), policy)
         amount = rules.resolve_amount(inv.amount_msat, amount_msat)
         parse_amount_msat(amount)
         internal = inv.payee == info.pubkey
         rules.check_amount(amount, policy)  # internal ones too: the same rules for every payer
         if inv.payee in policy.blocked_payees:
-            raise rules.BlockedDestination("payments to this node are blocked")
+            raise BlockedDestination("payments to this node are blocked")
         now = int(time.time() * 1000)
         return Withdrawal(
             seq=0,
@@ -227,7 +231,7 @@ class WithdrawalService:
         store.take_lock(tx, "withdrawal_limits")  # limits are a check-then-write: serialise
         _refuse_if_halted(tx)
         if store.active_with_hash(tx, w.payment_hash) is not None:
-            raise rules.DuplicatePaymentHash("this invoice is already paid or being paid")
+            raise DuplicatePaymentHash("this invoice is already paid or being paid")
         credit_account = self._system("node")
         if w.internal:
             credit_account = self._internal_recipient(tx, w).account_id
@@ -243,7 +247,7 @@ class WithdrawalService:
         try:
             store.insert(tx, _with_status(w, status))
         except IntegrityError as exc:  # the unique index: another process, same hash
-            raise rules.DuplicatePaymentHash("this invoice is already paid or being paid") from exc
+            raise DuplicatePaymentHash("this invoice is already paid or being paid") from exc
         if w.internal and not deposits.reserve(tx, w.payment_hash, w.id):
             raise InternalInvoicePaid("this invoice is already paid or being paid")
         self._place_hold(
@@ -282,16 +286,16 @@ class WithdrawalService:
             or deposit.bolt11.lower() != w.bolt11.lower()
             or (deposit.payee != w.payee)
         ):
-            raise rules.OwnNodeInvoice("this invoice of our node is not an open deposit")
+            raise OwnNodeInvoice("this invoice of our node is not an open deposit")
         if deposit.status is not DepositStatus.OPEN or deposit.reserved_by is not None:
             raise InternalInvoicePaid("this invoice is already paid or closed")
         if deposit.amount_msat is not None and deposit.amount_msat != w.amount_msat:
-            raise rules.OwnNodeInvoice("the amount differs from the deposit's invoice")
+            raise OwnNodeInvoice("the amount differs from the deposit's invoice")
         if deposit.user_id == w.user_id:
             raise InvalidRequest("this is your own deposit invoice")
         recipient = users.user_by_id(tx, deposit.user_id)
         if recipient is None:
-            raise rules.OwnNodeInvoice("this invoice of our node belongs to no user")
+            raise OwnNodeInvoice("this invoice of our node belongs to no user")
         if recipient.status is UserStatus.FROZEN:
             # Like a transfer: a frozen account receives nothing until an operator unfreezes it.
             raise AccountFrozen("the recipient cannot receive payments now")
@@ -362,7 +366,7 @@ class WithdrawalService:
 def _refuse_if_halted(tx: Tx) -> None:
     state = halt.halted(tx)
     if state is not None:
-        raise rules.WithdrawalsHalted(f"withdrawals are halted: {state.get('reason')}")
+        raise WithdrawalsHalted(f"withdrawals are halted: {state.get('reason')}")
 
 
 def _with_status(w: Withdrawal, status: WithdrawalStatus) -> Withdrawal:

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 from lngate.bootstrap import Core
 from lngate.crashpoints import crash_point
-from lngate.domain.errors import NodeError
-from lngate.domain.treasury import ColdPurpose, NoColdAddress, sweep_amount_sat
+from lngate.domain.errors import NoColdAddress, NodeError
+from lngate.domain.treasury import ColdPurpose, sweep_amount_sat
 from lngate.lightning.node import Network, Node, OnchainTx
 from lngate.services.treasury import (
     BookedClose,

@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from lngate.domain.errors import NodeError
+from lngate.domain.errors import NodeBadResponse
 from lngate.lightning.node import (
     Balances,
     Channel,
@@ -85,10 +85,6 @@ _CLOSE_TYPES = {
 }
 
 
-class MalformedResponse(NodeError):
-    """LND answered 2xx with something that is not what its API documents."""
-
-
 # --- encodings -----------------------------------------------------------------------------
 
 
@@ -107,14 +103,14 @@ def from_b64(text: str) -> bytes:
     try:
         return base64.b64decode(text.replace("-", "+").replace("_", "/"), validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise MalformedResponse(f"LND sent bad base64: {text[:80]!r}") from exc
+        raise NodeBadResponse(f"LND sent bad base64: {text[:80]!r}") from exc
 
 
 def from_hex(text: str) -> bytes:
     try:
         return bytes.fromhex(text)
     except ValueError as exc:
-        raise MalformedResponse(f"LND sent bad hex: {text[:80]!r}") from exc
+        raise NodeBadResponse(f"LND sent bad hex: {text[:80]!r}") from exc
 
 
 def as_int(obj: Json, key: str) -> int:
@@ -123,11 +119,11 @@ def as_int(obj: Json, key: str) -> int:
     if value is None or value == "":
         return 0
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise MalformedResponse(f"LND field {key} is not an integer: {value!r}")
+        raise NodeBadResponse(f"LND field {key} is not an integer: {value!r}")
     try:
         return int(value)
     except ValueError as exc:
-        raise MalformedResponse(f"LND field {key} is not an integer: {value!r}") from exc
+        raise NodeBadResponse(f"LND field {key} is not an integer: {value!r}") from exc
 
 
 def as_str(obj: Json, key: str) -> str:
@@ -135,7 +131,7 @@ def as_str(obj: Json, key: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise MalformedResponse(f"LND field {key} is not a string: {value!r}")
+        raise NodeBadResponse(f"LND field {key} is not a string: {value!r}")
     return value
 
 
@@ -144,7 +140,7 @@ def as_list(obj: Json, key: str) -> Sequence[Json]:
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(item, Mapping) for item in value):
-        raise MalformedResponse(f"LND field {key} is not a list of objects")
+        raise NodeBadResponse(f"LND field {key} is not a list of objects")
     return value
 
 
@@ -153,7 +149,7 @@ def as_obj(obj: Json, key: str) -> Json:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise MalformedResponse(f"LND field {key} is not an object")
+        raise NodeBadResponse(f"LND field {key} is not an object")
     return value
 
 
@@ -164,13 +160,13 @@ def _optional(text: str) -> str | None:
 def _checked_preimage(preimage: bytes, payment_hash: bytes) -> bytes:
     # Check sha256(preimage) == payment_hash whenever a preimage is read (STYLE.md).
     if hashlib.sha256(preimage).digest() != payment_hash:
-        raise MalformedResponse(f"LND preimage does not hash to {payment_hash.hex()}")
+        raise NodeBadResponse(f"LND preimage does not hash to {payment_hash.hex()}")
     return preimage
 
 
 def _hash(raw: bytes) -> bytes:
     if len(raw) != _HASH_BYTES:
-        raise MalformedResponse(f"LND payment hash has {len(raw)} bytes, not 32")
+        raise NodeBadResponse(f"LND payment hash has {len(raw)} bytes, not 32")
     return raw
 
 
@@ -181,13 +177,13 @@ def network_from_name(name: str) -> Network:
     try:
         return _NETWORKS[name.lower()]
     except KeyError:
-        raise MalformedResponse(f"LND is on an unknown network: {name!r}") from None
+        raise NodeBadResponse(f"LND is on an unknown network: {name!r}") from None
 
 
 def map_info(obj: Json) -> NodeInfo:
     chains = as_list(obj, "chains")
     if not chains:
-        raise MalformedResponse("LND getinfo lists no chain")
+        raise NodeBadResponse("LND getinfo lists no chain")
     return NodeInfo(
         pubkey=as_str(obj, "identity_pubkey"),
         network=network_from_name(as_str(chains[0], "network")),
@@ -203,7 +199,7 @@ def invoice_state(name: str) -> InvoiceState:
     try:
         return _INVOICE_STATES[name]
     except KeyError:
-        raise MalformedResponse(f"LND invoice state unknown: {name!r}") from None
+        raise NodeBadResponse(f"LND invoice state unknown: {name!r}") from None
 
 
 def map_invoice(obj: Json) -> Invoice:
@@ -235,12 +231,12 @@ def map_invoice(obj: Json) -> Invoice:
 def network_from_bolt11(bolt11: str) -> Network:
     lowered = bolt11.lower()
     if not lowered.startswith("ln"):
-        raise MalformedResponse("not a BOLT11 string")
+        raise NodeBadResponse("not a BOLT11 string")
     rest = lowered[2:]
     for prefix, network in _BOLT11_PREFIXES:
         if rest.startswith(prefix):
             return network
-    raise MalformedResponse(f"unknown BOLT11 currency prefix in {bolt11[:12]!r}")
+    raise NodeBadResponse(f"unknown BOLT11 currency prefix in {bolt11[:12]!r}")
 
 
 def short_channel_id(chan_id: int) -> str:
@@ -415,11 +411,11 @@ def map_closed_channel(obj: Json) -> ClosedChannel:
     point = as_str(obj, "channel_point")
     txid, sep, index = point.partition(":")
     if not (sep and len(txid) == 2 * _HASH_BYTES and index.isdigit()):
-        raise MalformedResponse(f"LND closed channel has a bad channel point: {point[:80]!r}")
+        raise NodeBadResponse(f"LND closed channel has a bad channel point: {point[:80]!r}")
     settled_sat = as_int(obj, "settled_balance")
     time_locked_sat = as_int(obj, "time_locked_balance")
     if settled_sat < 0 or time_locked_sat < 0:
-        raise MalformedResponse(f"LND closed channel {point} has a negative balance")
+        raise NodeBadResponse(f"LND closed channel {point} has a negative balance")
     return ClosedChannel(
         channel_point=point,
         closing_txid=as_str(obj, "closing_tx_hash"),
@@ -437,6 +433,6 @@ def channel_point(obj: Json) -> str:
     if not txid:
         raw = from_b64(as_str(obj, "funding_txid_bytes"))
         if len(raw) != _HASH_BYTES:
-            raise MalformedResponse("LND channel point has no funding txid")
+            raise NodeBadResponse("LND channel point has no funding txid")
         txid = raw[::-1].hex()
     return f"{txid}:{as_int(obj, 'output_index')}"

@@ -14,13 +14,13 @@ from lngate.lightning.errors import (
     InsufficientBalance,
     InvalidInvoice,
     InvalidNodeRequest,
+    NodeBadResponse,
     NodeTimeout,
     NoRoute,
 )
 from lngate.lightning.lnd._client import LndClient
 from lngate.lightning.lnd._errors import GrpcCode, LndRpcError, node_errors
 from lngate.lightning.lnd._mapping import (
-    MalformedResponse,
     as_list,
     as_str,
     b64,
@@ -276,7 +276,7 @@ class LndNode:
                 raise
             except TimeoutError:
                 raise NodeTimeout("LND sent no payment update in time") from None
-        raise MalformedResponse("LND ended the payment stream without an update")
+        raise NodeBadResponse("LND ended the payment stream without an update")
 
     # --- wallet and channels ----------------------------------------------------------------
 
@@ -387,13 +387,13 @@ def _never_initiated(exc: LndRpcError) -> bool:
 
 def _same_hash(payment: Payment, payment_hash: bytes) -> Payment:
     if payment.payment_hash != payment_hash:
-        raise MalformedResponse("LND reported a payment of another hash")
+        raise NodeBadResponse("LND reported a payment of another hash")
     return payment
 
 
 def _required(value: str, name: str) -> str:
     if not value:
-        raise MalformedResponse(f"LND answered without {name}")
+        raise NodeBadResponse(f"LND answered without {name}")
     return value
 
 
