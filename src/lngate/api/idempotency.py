@@ -1,9 +1,4 @@
-"""The ``Idempotency-Key`` header, with the hash of the request it was first used for.
-
-Both dependencies read the header as optional, so that a missing key is refused by the use
-case's own check (400 INVALID_REQUEST, one message); the OpenAPI document marks it required
-where ``required_idempotency`` is the dependency (``lngate.api.openapi``).
-"""
+"""The ``Idempotency-Key`` header, with the hash of the request it was first used for."""
 
 from typing import Annotated
 
@@ -11,8 +6,7 @@ from fastapi import Header, Request
 
 from lngate.services.idempotent import request_hash, validate_key
 
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-KeyHeader = Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)]
+KeyHeader = Annotated[str | None, Header(alias="Idempotency-Key")]
 
 
 async def required_idempotency(request: Request, key: KeyHeader = None) -> tuple[str, str]:

@@ -1,18 +1,14 @@
-"""A JSON response rendered by orjson (bytes straight out, no float surprises for ints).
-
-A ``JSONResponse`` to FastAPI, so that a route's ``response_model`` is documented in the OpenAPI
-document (for any other response class FastAPI documents a bare string).
-"""
+"""A JSON response rendered by orjson (bytes straight out, no float surprises for ints)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import orjson
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 
 
-class JsonResponse(JSONResponse):
+class JsonResponse(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
