@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from lngate.config import Config
 from lngate.domain.ledger import SYSTEM_ACCOUNT_CODES, AccountFlags
@@ -19,6 +19,9 @@ from lngate.store.db import Database, Dialect, Tx
 from lngate.store.ledger import ensure_account
 from lngate.store.migrate import migrate
 from lngate.store.writer import LedgerWriter
+
+if TYPE_CHECKING:
+    from lngate.lightning.lnd.signer import SignerProbe
 
 T = TypeVar("T")
 
@@ -123,8 +126,20 @@ def open_node(config: Config, *, spending: bool) -> Node:
         macaroon = config.lnd.spending_macaroon if spending else config.lnd.invoice_macaroon
         if macaroon is None:
             raise ValueError("[lnd] spending_macaroon is required for the payment worker")
-        return LndNode.from_files(config.lnd.rest_url, config.lnd.tls_cert, macaroon)
+        return LndNode.from_files(
+            config.lnd.rest_url, config.lnd.tls_cert, macaroon, signer=open_signer_probe(config)
+        )
     raise ValueError(f"unknown node backend {config.node_backend!r} (simnet or lnd)")
+
+
+def open_signer_probe(config: Config) -> SignerProbe | None:
+    """The check of a watch-only LND's remote signer, when the config names one
+    (``[lnd] signer_rpc_host``, ``signer_tls_cert``); None otherwise."""
+    if config.node_backend != "lnd" or config.lnd is None:
+        return None
+    from lngate.lightning.lnd.signer import signer_probe
+
+    return signer_probe(config.lnd.signer_rpc_host, config.lnd.signer_tls_cert)
 
 
 def open_core(config: Config, *, auto_migrate: bool | None = None) -> Core:

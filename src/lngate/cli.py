@@ -15,7 +15,10 @@ from typing import Annotated, Any
 import typer
 
 from lngate.bootstrap import Core, open_core
-from lngate.config import Config, load_config
+from lngate.cli_support import config_from_env
+from lngate.cli_support import fail as _fail
+from lngate.cli_support import operator as _operator
+from lngate.cli_support import print_json as _print_json
 from lngate.domain.errors import LngateError
 from lngate.lightning.simnet.cli import app as simnet_app
 from lngate.regtest.cli import app as regtest_app
@@ -48,26 +51,8 @@ app.add_typer(treasury_app, name="treasury")
 app.add_typer(channels_app, name="channels")
 
 
-def config_from_env(**overrides: Any) -> Config:
-    config_file = os.environ.get("LNGATE_CONFIG")
-    return load_config(config_file=Path(config_file) if config_file else None, **overrides)
-
-
 def _core(**overrides: Any) -> Core:
     return open_core(config_from_env(**overrides))
-
-
-def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, sort_keys=False))
-
-
-def _operator() -> str:
-    return f"cli:{os.environ.get('USER', 'operator')}"
-
-
-def _fail(exc: LngateError) -> None:
-    typer.echo(json.dumps({"error": {"code": exc.code, "message": exc.message}}), err=True)
-    raise typer.Exit(2)
 
 
 def use_uvloop() -> None:
@@ -291,7 +276,8 @@ def reconcile(
     report is stored, a failure halts withdrawals, and the exit code is 1."""
     import asyncio
 
-    from lngate.bootstrap import open_node
+    from lngate.bootstrap import open_node, open_signer_probe
+    from lngate.domain.errors import NodeError
     from lngate.services.reconciliation import check_ledger
     from lngate.services.solvency import reconcile as full_reconcile
 
@@ -312,7 +298,13 @@ def reconcile(
             finally:
                 await lightning.close()
 
-        report = asyncio.run(run())
+        try:
+            report = asyncio.run(run())
+        except NodeError as exc:  # nothing compared, nothing stored: say why, with the signer
+            report = {"ok": False, "error": {"code": exc.code, "message": str(exc)}}
+        signer = open_signer_probe(core.config)
+        if signer is not None:  # a watch-only node: is its remote signer reachable?
+            report["signer"] = signer.check().as_json()
         _print_json(report)
         if not report["ok"]:
             raise typer.Exit(1)

@@ -198,7 +198,7 @@ def prepare_cluster(config: Config) -> None:
     """What must happen once, before the children start: check the database is migrated, create
     the server key, and audit a configuration change (once, not once per child)."""
     from lngate.bootstrap import open_core
-    from lngate.server import audit_config_change
+    from lngate.services.config_audit import audit_config_change
 
     _require_migrated(config)
     core = open_core(config)

@@ -13,25 +13,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import hashlib
 import logging
 import signal
 import socket
 from collections.abc import Iterator
 from typing import Any
 
-import orjson
 import uvicorn
 
 from lngate.api.admin_app import create_admin_app
 from lngate.api.app import Worker, create_app
 from lngate.api.drain import Drain
-from lngate.bootstrap import Core, open_core, open_node
+from lngate.bootstrap import Core, open_core, open_node, open_signer_probe
 from lngate.config import Config
 from lngate.logs import configure_logging
 from lngate.processes import listen_or_exit
-from lngate.store import audit, system_state
+from lngate.services.config_audit import audit_config_change
 from lngate.workers.invoice_watcher import InvoiceWatcher
 from lngate.workers.payment_sender import PaymentWorker
 from lngate.workers.reconciler import Reconciler
@@ -48,7 +45,7 @@ def background_workers(core: Core, config: Config) -> list[Worker]:
     payment_node = open_node(config, spending=True)  # the only holder of the spending credential
     return [
         InvoiceWatcher(core, watcher_node).run,
-        PaymentWorker(core, payment_node).run,
+        PaymentWorker(core, payment_node, signer=open_signer_probe(config)).run,
         Reconciler(core, open_node(config, spending=True)).run,
         TreasuryWorker(core, open_node(config, spending=True)).run,
     ]
@@ -72,35 +69,6 @@ class _Server(uvicorn.Server):
             await super().shutdown(sockets)
         finally:
             draining.cancel()  # a client that reads nothing can keep a send waiting
-
-
-def _config_summary(config: Config) -> dict[str, Any]:
-    raw = dataclasses.asdict(config)
-    return orjson.loads(orjson.dumps(raw, default=str, option=orjson.OPT_SORT_KEYS))  # type: ignore[no-any-return]
-
-
-def audit_config_change(core: Core) -> None:
-    """Append a ``config.change`` audit record when the configuration differs from last start."""
-    summary = _config_summary(core.config)
-    digest = hashlib.sha256(orjson.dumps(summary, option=orjson.OPT_SORT_KEYS)).hexdigest()
-
-    def op(tx: Any) -> None:
-        previous = system_state.get(tx, "config")
-        if previous and previous.get("digest") == digest:
-            return
-        before = (previous or {}).get("summary", {})
-        changed = sorted(k for k in summary if before.get(k) != summary[k])
-        audit.append(
-            tx,
-            actor="lngate",
-            action="config.change",
-            subject="config",
-            reason="configuration differs from the last start",
-            details={"changed": {k: summary[k] for k in changed}},
-        )
-        system_state.put(tx, "config", {"digest": digest, "summary": summary})
-
-    core.write_sync(op)
 
 
 def run_server(config: Config, *, with_workers: bool = True, reuse_port: bool = False) -> None:

@@ -1,14 +1,12 @@
 """Treasury commands: ``lngate cold ...``, ``lngate treasury ...``, ``lngate channels ...``.
 
 Mounted by ``lngate.cli``; the global ``--data-dir``/``--config`` reach these commands through the
-environment, as for every other command (``lngate.cli.config_from_env``, imported lazily: that
-module imports this one).
+environment, as for every other command (``lngate.cli_support.config_from_env``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -16,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from lngate.bootstrap import Core
+from lngate.cli_support import config_from_env, fail, operator, print_json
 from lngate.domain.errors import LngateError
 from lngate.lightning.node import Node
 
@@ -26,15 +25,10 @@ treasury_app = typer.Typer(help="The hot float: status and sweeps to cold.", no_
 channels_app = typer.Typer(help="Channels, opened with a cold close address.", no_args_is_help=True)
 
 
-def _print_json(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2))
-
-
 def _run(action: Callable[[Core, Node], Awaitable[T]], *, spending: bool) -> T:
     """Open the core (with its writer) and a node, run ``action``, close both; a refusal is
     printed as ``{"error": ...}`` with exit code 2."""
     from lngate.bootstrap import open_core, open_node
-    from lngate.cli import config_from_env
 
     core = open_core(config_from_env())
     core.start_writer()
@@ -49,9 +43,7 @@ def _run(action: Callable[[Core, Node], Awaitable[T]], *, spending: bool) -> T:
     try:
         return asyncio.run(main())
     except LngateError as exc:
-        error = {"error": {"code": exc.code, "message": exc.message}}
-        typer.echo(json.dumps(error), err=True)
-        raise typer.Exit(2) from None
+        fail(exc)
     finally:
         core.close()
 
@@ -71,7 +63,7 @@ def cold_import(
         result = await import_cold(core, text, network, count=count, source_name=file.name)
         return {"network": network.value, **result.as_json()}
 
-    _print_json(_run(action, spending=False))
+    print_json(_run(action, spending=False))
 
 
 @cold_app.command("list")
@@ -84,7 +76,7 @@ def cold_list(
     async def action(core: Core, node: Node) -> list[dict[str, Any]]:
         return await cold_address_list(core, limit=limit)
 
-    _print_json(_run(action, spending=False))
+    print_json(_run(action, spending=False))
 
 
 @treasury_app.command("status")
@@ -96,7 +88,7 @@ def treasury_status() -> None:
         return (await status(core, node)).as_json()
 
     # Wallet balances need onchain:read, which the invoice-only credential lacks.
-    _print_json(_run(action, spending=True))
+    print_json(_run(action, spending=True))
 
 
 @treasury_app.command("sweep")
@@ -117,7 +109,7 @@ def treasury_sweep() -> None:
             "recovered": result.recovered,
         }
 
-    _print_json(_run(action, spending=True))
+    print_json(_run(action, spending=True))
 
 
 @treasury_app.command("book-closes")
@@ -129,7 +121,7 @@ def treasury_book_closes() -> None:
     async def action(core: Core, node: Node) -> list[dict[str, Any]]:
         return [c.as_json() for c in await TreasuryWorker(core, node).book_once()]
 
-    _print_json(_run(action, spending=True))
+    print_json(_run(action, spending=True))
 
 
 @channels_app.command("open")
@@ -137,15 +129,18 @@ def channels_open(
     peer: Annotated[str, typer.Argument(help="pubkey, or pubkey@host:port, or a simnet name")],
     amount_sat: int,
     push_sat: Annotated[int, typer.Option(help="give the peer this much at open")] = 0,
+    reason: Annotated[str, typer.Option(help="why; kept in the audit log")] = "cli",
 ) -> None:
-    """Open a channel whose cooperative close can only pay a fresh cold address."""
+    """Open a channel whose cooperative close can only pay a fresh cold address (audited)."""
     from lngate.services.treasury import open_channel_to_cold
 
     async def action(core: Core, node: Node) -> dict[str, Any]:
-        opened = await open_channel_to_cold(core, node, peer, amount_sat, push_sat=push_sat)
+        opened = await open_channel_to_cold(
+            core, node, peer, amount_sat, push_sat=push_sat, actor=operator(), reason=reason
+        )
         return opened.as_json()
 
-    _print_json(_run(action, spending=True))
+    print_json(_run(action, spending=True))
 
 
 @channels_app.command("list")
@@ -153,4 +148,4 @@ def channels_list() -> None:
     """Channels with capacity, local and remote balance, and close address."""
     from lngate.services.treasury import list_channels
 
-    _print_json(_run(list_channels, spending=False))
+    print_json(_run(list_channels, spending=False))

@@ -16,17 +16,24 @@ from typer.testing import CliRunner
 
 from lngate.bootstrap import Core
 from lngate.config import Config, load_config
-from lngate.domain.errors import ColdImportRefused, NoColdAddress, PrivateKeyRefused
+from lngate.domain.errors import (
+    ColdImportRefused,
+    InvariantBroken,
+    NoColdAddress,
+    PrivateKeyRefused,
+)
 from lngate.domain.ledger import AccountKind
 from lngate.domain.treasury import ColdPurpose, TreasuryPolicy, sweep_amount_sat
 from lngate.lightning.node import CloseType, Network
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.lightning.simnet.cli import app as simnet_app
 from lngate.lightning.simnet.onchain import FUNDING_TX_VSIZE_VBYTES
+from lngate.services import treasury as treasury_service
 from lngate.services.reconciliation import check_ledger
 from lngate.services.solvency import reconcile
 from lngate.services.treasury import (
     BookedClose,
+    allocate_sweep,
     book_closed_channels,
     import_cold,
     list_channels,
@@ -37,7 +44,6 @@ from lngate.services.treasury import (
 from lngate.store import treasury as store
 from lngate.store.ledger import get_account
 from lngate.store.treasury import ColdAddress
-from lngate.workers import treasury as treasury_worker
 from lngate.workers.treasury import TreasuryWorker
 from tests.conftest import started_core
 
@@ -48,6 +54,7 @@ POLICY = TreasuryPolicy(
     sweep_min_sat=50_000,
 )
 WAIT_S = 10.0
+OPERATOR = "test:operator"  # the audit actor of the channels these tests open
 
 
 class CountingNode(SimnetNode):
@@ -186,7 +193,9 @@ async def test_a_used_cold_address_is_never_handed_out_again(
         result = await worker.sweep_once()
         assert result is not None
         swept.append(result.address)
-    opened = await open_channel_to_cold(tcore, node, "carol", 100_000)
+    opened = await open_channel_to_cold(
+        tcore, node, "carol", 100_000, actor=OPERATOR, reason="test"
+    )
     handed_out = [*swept, opened.close_address]
     assert handed_out == COLD[:4]  # in import order, each once
     # A re-import of the same descriptor leaves used addresses used.
@@ -202,7 +211,7 @@ async def test_a_used_cold_address_is_never_handed_out_again(
     with pytest.raises(NoColdAddress):
         await worker.sweep_once()
     with pytest.raises(NoColdAddress):
-        await open_channel_to_cold(tcore, node, "carol", 100_000)
+        await open_channel_to_cold(tcore, node, "carol", 100_000, actor=OPERATOR, reason="test")
     assert len(set(handed_out)) == 6 and set(node.sent_to) <= set(COLD)
     assert all(_sends_to(network, a) == 1 for a in node.sent_to)
 
@@ -212,7 +221,7 @@ async def test_a_sweep_never_goes_to_an_address_outside_the_cold_set(
 ) -> None:
     await _import(tcore)
     outsider = network.new_address("carol")  # a valid regtest address, not ours
-    with pytest.raises(AssertionError, match="refusing to send"):
+    with pytest.raises(InvariantBroken, match="refusing to send"):
         tcore.read_sync(lambda tx: require_cold(tx, outsider, ColdPurpose.SWEEP, Network.SIMNET))
 
     # Even if the hand-out step were wrong, the guard at the point of sending stops it.
@@ -236,9 +245,9 @@ async def test_a_sweep_never_goes_to_an_address_outside_the_cold_set(
 
         return op
 
-    monkeypatch.setattr(treasury_worker, "allocate_sweep_op", forged_allocation)
+    monkeypatch.setattr(treasury_service, "allocate_sweep_op", forged_allocation)
     node = CountingNode(network)
-    with pytest.raises(AssertionError, match="refusing to send"):
+    with pytest.raises(InvariantBroken, match="refusing to send"):
         await TreasuryWorker(tcore, node).sweep_once()
     assert node.sent_to == []
     assert _sends_to(network, outsider) == 0
@@ -280,7 +289,7 @@ async def test_a_crash_between_hand_out_and_send_sends_to_the_same_address_once(
     tcore: Core, network: SimnetNetwork
 ) -> None:
     await _import(tcore)
-    handed = await tcore.write(treasury_worker.allocate_sweep_op("a-worker-that-died"))
+    handed = await allocate_sweep(tcore, "a-worker-that-died")
     assert handed is not None and handed.address == COLD[0]
     node = CountingNode(network)
 
@@ -346,7 +355,9 @@ async def test_a_channel_is_opened_with_a_cold_close_address(
 ) -> None:
     await _import(tcore)
     node = SimnetNode(network)
-    opened = await open_channel_to_cold(tcore, node, "carol", 200_000, push_sat=10_000)
+    opened = await open_channel_to_cold(
+        tcore, node, "carol", 200_000, push_sat=10_000, actor=OPERATOR, reason="test"
+    )
     assert opened.close_address == COLD[0]
     listed = {c.channel_id: c for c in await node.list_channels()}
     channel = listed[opened.channel_point]
@@ -357,7 +368,7 @@ async def test_a_channel_is_opened_with_a_cold_close_address(
     assert row.channel_point == opened.channel_point and row.used_at_ms is not None
     shown = {c["channel_point"]: c for c in await list_channels(tcore, node)}
     assert shown[opened.channel_point]["close_address_is_cold"] is True
-    second = await open_channel_to_cold(tcore, node, "dave", 100_000)
+    second = await open_channel_to_cold(tcore, node, "dave", 100_000, actor=OPERATOR, reason="test")
     assert second.close_address == COLD[1]
 
 
@@ -403,7 +414,9 @@ async def test_a_cooperative_close_to_cold_is_booked_node_to_cold_once(
     fee_id = accounts["onchain_fee_expense"]
     shortfall_before_open = await _shortfall_msat(tcore, node)
 
-    opened = await open_channel_to_cold(tcore, node, "carol", 200_000)
+    opened = await open_channel_to_cold(
+        tcore, node, "carol", 200_000, actor=OPERATOR, reason="test"
+    )
     assert await worker.book_once() == []  # open: only the funding fee is booked
     funding_txid = opened.channel_point.split(":")[0]
     fee_sat = FUNDING_TX_VSIZE_VBYTES * 1  # simnet funds channels at 1 sat/vB
@@ -465,7 +478,9 @@ async def test_concurrent_bookings_of_a_close_book_it_once(
 ) -> None:
     await _import(tcore)
     node = SimnetNode(network)
-    opened = await open_channel_to_cold(tcore, node, "dave", 300_000, push_sat=100_000)
+    opened = await open_channel_to_cold(
+        tcore, node, "dave", 300_000, push_sat=100_000, actor=OPERATOR, reason="test"
+    )
     closing_txid = network.close_channel("dave", opened.channel_point)  # the peer closes
 
     results = await asyncio.gather(*(book_closed_channels(tcore, node) for _ in range(4)))
@@ -487,7 +502,9 @@ async def test_force_closes_and_channels_lngate_did_not_open_are_not_booked_to_c
 ) -> None:
     await _import(tcore)
     node = SimnetNode(network)
-    opened = await open_channel_to_cold(tcore, node, "carol", 200_000)
+    opened = await open_channel_to_cold(
+        tcore, node, "carol", 200_000, actor=OPERATOR, reason="test"
+    )
     await TreasuryWorker(tcore, node).book_once()  # the funding fee
     shortfall = await _shortfall_msat(tcore, node)
     onchain_sat = network.balances("exchange").onchain_confirmed_sat
@@ -517,7 +534,9 @@ async def test_force_closes_and_channels_lngate_did_not_open_are_not_booked_to_c
 async def test_the_worker_loop_books_a_close(tcore: Core, network: SimnetNetwork) -> None:
     await _import(tcore)
     node = SimnetNode(network)
-    opened = await open_channel_to_cold(tcore, node, "carol", 100_000)
+    opened = await open_channel_to_cold(
+        tcore, node, "carol", 100_000, actor=OPERATOR, reason="test"
+    )
     worker = TreasuryWorker(tcore, node)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))

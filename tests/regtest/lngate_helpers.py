@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import uvicorn
 
 from lngate.api.app import Worker, create_app
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, open_signer_probe
 from lngate.config import Config, load_config
 from lngate.domain.ledger import AccountKind, Balance
 from lngate.lightning.lnd import LndNode
@@ -49,14 +49,22 @@ def lnd_config(base: Config, network: Network) -> Config:
 def invoice_node(config: Config) -> LndNode:
     """What the API process holds: the invoice-only macaroon."""
     assert config.lnd is not None
-    return LndNode.from_files(config.lnd.rest_url, config.lnd.tls_cert, config.lnd.invoice_macaroon)
+    return LndNode.from_files(
+        config.lnd.rest_url,
+        config.lnd.tls_cert,
+        config.lnd.invoice_macaroon,
+        signer=open_signer_probe(config),
+    )
 
 
 def spending_node(config: Config) -> LndNode:
     """What only the payment worker holds: the spending macaroon."""
     assert config.lnd is not None and config.lnd.spending_macaroon is not None
     return LndNode.from_files(
-        config.lnd.rest_url, config.lnd.tls_cert, config.lnd.spending_macaroon
+        config.lnd.rest_url,
+        config.lnd.tls_cert,
+        config.lnd.spending_macaroon,
+        signer=open_signer_probe(config),
     )
 
 
@@ -246,8 +254,13 @@ class LndServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.node = invoice_node(core.config)
         self.watcher = InvoiceWatcher(core, invoice_node(core.config), expiry_grace_s=0)
+        # As in production (lngate.server): a watch-only node's signer is checked before sending.
         self.payments = PaymentWorker(
-            core, spending_node(core.config), poll_s=0.05, track_every_s=0.1
+            core,
+            spending_node(core.config),
+            poll_s=0.05,
+            track_every_s=0.1,
+            signer=open_signer_probe(core.config),
         )
         workers = [
             _closing(self.watcher.run, self.watcher._node),

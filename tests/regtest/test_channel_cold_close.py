@@ -160,7 +160,10 @@ async def test_a_cooperative_close_pays_the_cold_address(regtest: Network, core:
         imported = await import_cold(core, descriptor, ChainNetwork.REGTEST, count=3)
         assert (imported.imported, imported.first_address) == (3, cold[0])
 
-        opened = await open_channel_to_cold(core, node, f"{bob.pubkey}@{bob.p2p_host}", CHANNEL_SAT)
+        peer = f"{bob.pubkey}@{bob.p2p_host}"
+        opened = await open_channel_to_cold(
+            core, node, peer, CHANNEL_SAT, actor="test:regtest", reason="test"
+        )
         assert opened.close_address == cold[0]
 
         regtest.mine(6)

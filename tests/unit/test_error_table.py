@@ -77,3 +77,24 @@ def test_a_class_outside_the_table_is_a_500_not_a_quiet_400() -> None:
         code = "STRAY"
 
     assert errors.status_for(Stray("x")) == 500
+
+
+async def test_a_broken_invariant_answers_a_generic_500_and_tells_the_client_nothing() -> None:
+    import httpx
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise tree.InvariantBroken("lock row 'withdrawals' is missing")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        answer = await client.get("/boom")
+
+    assert answer.status_code == 500
+    assert answer.json() == {
+        "error": {"code": "INTERNAL", "message": "internal error (this is a bug; it was logged)"}
+    }

@@ -55,6 +55,7 @@ from lngate.lightning.lnd._mapping import (
     map_payment,
     network_from_bolt11,
 )
+from lngate.lightning.lnd.signer import SignerProbe
 from lngate.lightning.node import (
     CloseType,
     FailureReason,
@@ -1345,3 +1346,70 @@ async def test_track_that_gets_no_answer_in_time_raises_node_timeout() -> None:
             await node.track_payment(payment_hash(6))
     finally:
         await node.close()
+
+
+# --- a watch-only node's remote signer ------------------------------------------------------
+
+
+async def serve_tls_handshakes(cert_path: Path, key_path: Path) -> asyncio.Server:
+    """A port that completes TLS handshakes (offering h2, as gRPC does) and says nothing."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    context.set_alpn_protocols(["h2"])
+    return await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+
+
+async def test_the_signer_probe_trusts_only_the_signers_own_certificate(tmp_path: Path) -> None:
+    cert_path, key_path = self_signed_cert(tmp_path, "signer")
+    other_cert_path, _ = self_signed_cert(tmp_path, "other")
+    server = await serve_tls_handshakes(cert_path, key_path)
+    rpc_host = f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    try:
+        pinned = await SignerProbe(rpc_host, cert_path, timeout_s=5).acheck()
+        impostor = await SignerProbe(rpc_host, other_cert_path, timeout_s=5).acheck()
+    finally:
+        server.close()
+        await server.wait_closed()
+    nobody = await SignerProbe(f"127.0.0.1:{free_port()}", cert_path, timeout_s=5).acheck()
+
+    assert pinned.reachable and "TLS handshake completed" in pinned.detail
+    assert not impostor.reachable and "CERTIFICATE_VERIFY_FAILED" in impostor.detail
+    assert not nobody.reachable and "ConnectionRefused" in nobody.detail
+
+
+async def test_a_young_answer_of_the_signer_probe_is_reused(tmp_path: Path) -> None:
+    cert_path, _ = self_signed_cert(tmp_path, "signer")
+    probe = SignerProbe(f"127.0.0.1:{free_port()}", cert_path, timeout_s=5)
+    first = await probe.acheck()
+
+    assert await probe.acheck(max_age_s=60) is first
+    assert await probe.acheck(max_age_s=0) is not first
+
+
+def test_a_signer_address_without_a_port_is_refused() -> None:
+    with pytest.raises(ValueError, match="host:port"):
+        SignerProbe("signer.internal", Path("tls.cert"))
+
+
+async def test_no_invoice_is_asked_for_while_the_remote_signer_is_unreachable(
+    tmp_path: Path,
+) -> None:
+    """A watch-only lnd shuts itself down when it cannot sign an invoice: never ask it to."""
+    cert_path, _ = self_signed_cert(tmp_path, "signer")
+    fake = FakeLnd()
+    fake.on("POST", "/v1/invoices", json_answer(body("addinvoice.json")))
+    away = SignerProbe(f"127.0.0.1:{free_port()}", cert_path, timeout_s=5)
+    node = LndNode(
+        "https://127.0.0.1:8080", None, MACAROON_HEX, transport=fake.transport, signer=away
+    )
+    try:
+        with pytest.raises(NodeUnreachable, match="remote signer is unreachable"):
+            await node.create_invoice(150_000_000, memo="deposit alice")
+    finally:
+        await node.close()
+
+    assert fake.sent("POST", "/v1/invoices") == []

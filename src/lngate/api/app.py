@@ -6,12 +6,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any
 
 from fastapi import FastAPI
 
 from lngate import __version__
-from lngate.api import errors, middleware
+from lngate.api import errors, middleware, openapi, schemas
 from lngate.api.auth import Authenticator
 from lngate.api.deposit_routes import deposit_router
 from lngate.api.event_routes import event_router
@@ -20,9 +19,9 @@ from lngate.api.responses import JsonResponse
 from lngate.api.user_routes import user_router
 from lngate.api.withdrawal_routes import withdrawal_router
 from lngate.bootstrap import Core
+from lngate.domain.users import Role
 from lngate.lightning.node import Node
 from lngate.services.withdrawals import WithdrawalService
-from lngate.store.users import Role
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +51,10 @@ def create_app(core: Core, node: Node, *, workers: Sequence[Worker] = ()) -> Fas
         docs_url="/docs",
         redoc_url=None,
         lifespan=lifespan,
+        generate_unique_id_function=openapi.operation_id,
     )
     errors.install(app)
+    openapi.install(app)
     middleware.install(app, core.metrics, "public", max_body_bytes=core.config.max_body_bytes)
     auth = Authenticator(core, frozenset({Role.USER, Role.MERCHANT}))
     app.state.core = core
@@ -65,8 +66,8 @@ def create_app(core: Core, node: Node, *, workers: Sequence[Worker] = ()) -> Fas
     app.include_router(withdrawal_router(core, WithdrawalService(core, node), auth))
 
     @app.get("/health", tags=["meta"])
-    async def health() -> Any:
-        return {"status": "ok", "version": __version__}
+    async def get_health() -> schemas.Health:
+        return schemas.Health(status="ok", version=__version__)
 
     return app
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections import OrderedDict
@@ -11,6 +12,7 @@ from fastapi import Request
 
 from lngate.bootstrap import Core
 from lngate.domain.errors import AuthError
+from lngate.domain.users import Role
 from lngate.security.replay_guards import replay_guard_for
 from lngate.security.secrets import new_api_secret
 from lngate.security.signing import (
@@ -20,8 +22,7 @@ from lngate.security.signing import (
     sign,
     signatures_match,
 )
-from lngate.store import users
-from lngate.store.users import Role
+from lngate.services import api_keys
 
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 # One answer for an unknown key, a key of another listener and a wrong signature: which of the
@@ -56,15 +57,15 @@ class Authenticator:
         cached = self._keys.get(api_key)
         if cached is not None and cached[0] > now:
             return cached[1], cached[2], cached[3]
-        found = await self._core.read(lambda tx: users.api_key(tx, api_key))
-        if found is None:
+        holder = await self._core.read(functools.partial(api_keys.active_key, api_key=api_key))
+        if holder is None:
             return None
-        user_id, encrypted, role = found
-        secret = self._core.server_key.decrypt(encrypted, context=api_key.encode()).decode()
-        self._keys[api_key] = (now + KEY_CACHE_TTL_S, user_id, secret, role)
+        sealed = holder.secret_encrypted
+        secret = self._core.server_key.decrypt(sealed, context=api_key.encode()).decode()
+        self._keys[api_key] = (now + KEY_CACHE_TTL_S, holder.user_id, secret, holder.role)
         if len(self._keys) > KEY_CACHE_MAX:
             self._keys.popitem(last=False)
-        return user_id, secret, role
+        return holder.user_id, secret, holder.role
 
     async def __call__(self, request: Request) -> Caller:
         headers = request.headers

@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lngate.api.responses import JsonResponse
@@ -63,6 +64,7 @@ STATUS: dict[type[e.LngateError], int] = {
     e.TooManyStreams: 429,
     e.NodeUnreachable: 503,
     e.NodeTimeout: 503,
+    e.InvariantBroken: 500,  # a bug, as every 500 is
 }
 
 # Codes the HTTP layer answers itself: framework refusals, validation, edge limits, bugs.
@@ -118,9 +120,24 @@ def _validation_code(exc: RequestValidationError) -> tuple[str, str]:
     return "INVALID_REQUEST", f"{loc}: {first.get('msg', 'invalid')}" if loc else "invalid request"
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method any route of this path answers: Starlette's own ``Allow`` names only the
+    methods of the first route whose path matched (``GET`` and ``POST`` of one path are two
+    routes). HEAD, which Starlette adds to each GET, is left out as the OpenAPI leaves it."""
+    path = request.scope.get("path", "")
+    methods: set[str] = set()
+    for context in iter_route_contexts(request.app.router.routes):
+        regex = getattr(context, "path_regex", None)  # FastAPI includes routers lazily
+        if context.methods and regex is not None and regex.match(path):
+            methods |= context.methods
+    return ", ".join(sorted(methods - {"HEAD"}))
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(e.LngateError)
     async def _lngate(request: Request, exc: e.LngateError) -> JsonResponse:
+        if isinstance(exc, e.InvariantBroken):  # a bug, with its transaction undone
+            return _internal_error(request, exc)
         status = status_for(exc)
         # Refusals are logged where the request id and caller are known; a frozen account's
         # attempt is a warning for the operators.
@@ -142,15 +159,22 @@ def install(app: FastAPI) -> None:
         return error_response(400, code, message)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JsonResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JsonResponse:
         # Raised by the framework: an unknown path or method, a body that cannot be parsed.
         response = error_response(
             exc.status_code, _HTTP_CODES.get(exc.status_code, "INVALID_REQUEST"), str(exc.detail)
         )
-        response.headers.update(exc.headers or {})  # 405's Allow
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request)
         return response
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JsonResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "INTERNAL", "internal error (this is a bug; it was logged)")
+        return _internal_error(request, exc)
+
+
+def _internal_error(request: Request, exc: Exception) -> JsonResponse:
+    """A bug: logged with its traceback; the client learns nothing of its insides."""
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "INTERNAL", "internal error (this is a bug; it was logged)")

@@ -14,17 +14,49 @@ from starlette.types import Receive, Scope, Send
 
 from lngate.api.auth import Authenticator, Caller
 from lngate.api.json_body import JsonRoute
+from lngate.api.openapi import error_responses
 from lngate.api.params import QueryInt
 from lngate.api.responses import MAX_SEQ
 from lngate.bootstrap import Core
 from lngate.domain.errors import TooManyStreams
 from lngate.domain.inputs import ascii_uint
-from lngate.store import events
+from lngate.services import account_events
 
 STREAMS_MAX = 1_000
 KEEPALIVE_S = 15.0
 POLL_S = 0.5  # events written by other processes are found within this long
 BATCH = 100
+
+# One event of the stream (OpenAPI 3.1 has the media type's schema describe each event).
+EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "resume after it"},
+        "event": {
+            "type": "string",
+            "description": "deposit.settled, deposit.expired, deposit.cancelled, transfer.sent, "
+            "transfer.received, withdrawal.review, withdrawal.succeeded, withdrawal.failed, "
+            "withdrawal.rejected",
+        },
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "type": "object",
+                "required": ["type", "data"],
+                "properties": {
+                    "type": {"type": "string", "description": "the event's name again"},
+                    "data": {
+                        "type": "object",
+                        "description": "the deposit, transfer or withdrawal, as its own "
+                        "endpoint answers it",
+                    },
+                },
+            },
+        },
+    },
+}
 
 
 def event_router(core: Core, auth: Authenticator) -> APIRouter:
@@ -37,7 +69,13 @@ def event_router(core: Core, auth: Authenticator) -> APIRouter:
     @router.get(
         "/events",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {}}}},
+        responses={
+            200: {
+                "description": "A stream of Server-Sent Events, one per account event",
+                "content": {"text/event-stream": {"schema": EVENT_SCHEMA}},
+            },
+            **error_responses(429),
+        },
     )
     async def stream_events(
         request: Request,
@@ -45,13 +83,21 @@ def event_router(core: Core, auth: Authenticator) -> APIRouter:
         after: Annotated[
             QueryInt | None, Query(ge=0, le=MAX_SEQ, description="resume after this event id")
         ] = None,
-        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+        last_event_id: Annotated[
+            str | None,
+            Header(
+                alias="Last-Event-ID",
+                description="what a reconnecting EventSource sends: resume after this id",
+                json_schema_extra={"pattern": "^[0-9]{1,18}$"},
+            ),
+        ] = None,
     ) -> Any:
         """``deposit.settled``, ``deposit.expired``, ``transfer.sent``, ``transfer.received``,
         ``withdrawal.*``. Without ``after`` (or ``Last-Event-ID``) the stream starts now."""
-        start = after
-        if start is None and last_event_id:
-            start = ascii_uint(last_event_id, name="Last-Event-ID", max_value=MAX_SEQ)
+        resumed = None
+        if last_event_id is not None:  # validated whenever sent, used when after is not
+            resumed = ascii_uint(last_event_id, name="Last-Event-ID", max_value=MAX_SEQ)
+        start = after if after is not None else resumed
         if slots.locked():
             raise TooManyStreams("too many live event streams; try again later")
         if open_per_user[caller.user_id] >= per_user_max:
@@ -59,7 +105,7 @@ def event_router(core: Core, auth: Authenticator) -> APIRouter:
                 f"this account already has {per_user_max} live event streams; close one"
             )
         if start is None:
-            start = await core.read(lambda tx: events.last_seq(tx, caller.user_id))
+            start = await core.read(lambda tx: account_events.latest_seq(tx, caller.user_id))
         # Counted from now, not from the first byte: a burst of requests cannot overshoot.
         open_per_user[caller.user_id] += 1
 
@@ -102,7 +148,9 @@ async def _follow(core: Core, request: Request, user_id: str, cursor: int) -> As
     last_sent = time.monotonic()
     while not await request.is_disconnected():
         batch = await core.read(
-            functools.partial(events.after, user_id=user_id, after_seq=cursor, limit=BATCH)
+            functools.partial(
+                account_events.events_after, user_id=user_id, after_seq=cursor, limit=BATCH
+            )
         )
         for ev in batch:
             data: dict[str, Any] = {"type": ev.type, "data": ev.data}

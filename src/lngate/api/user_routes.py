@@ -1,73 +1,44 @@
 """The user API: account, transfers, history."""
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from lngate.api import schemas
 from lngate.api.auth import Authenticator, Caller
 from lngate.api.idempotency import required_idempotency
 from lngate.api.json_body import JsonRoute
+from lngate.api.openapi import error_responses
 from lngate.api.params import QueryInt
-from lngate.api.responses import MAX_SEQ, JsonResponse
+from lngate.api.responses import MAX_SEQ
 from lngate.bootstrap import Core
-from lngate.domain.errors import UnknownUser
 from lngate.services import accounts, transfers
-from lngate.store import users
-
-
-class TransferRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    to: str = Field(min_length=1, max_length=64, description="the recipient's username")
-    amount_msat: StrictInt = Field(description="a positive integer of millisatoshi")
-    memo: str | None = Field(default=None, max_length=transfers.MEMO_MAX_CHARS)
-
-
-class AccountResponse(BaseModel):
-    user_id: str
-    username: str
-    available_msat: int
-    pending_msat: int = Field(description="held for withdrawals in progress")
-    lightning_address: str
-    status: str
-
-
-class TransferResponse(BaseModel):
-    id: str
-    from_: str = Field(alias="from")
-    to: str
-    amount_msat: int
-    memo: str
-    status: str
-    created_at: str
 
 
 def user_router(core: Core, auth: Authenticator) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["user"], route_class=JsonRoute)
     Authed = Annotated[Caller, Depends(auth)]
 
-    async def caller_user(caller: Caller) -> users.User:
-        user = await core.read(lambda tx: users.user_by_id(tx, caller.user_id))
-        if user is None:
-            raise UnknownUser("the caller no longer exists")
-        return user
+    async def caller_user(caller: Caller) -> accounts.User:
+        return await core.read(functools.partial(accounts.caller, user_id=caller.user_id))
 
-    @router.get("/account", response_model=AccountResponse)
-    async def get_account(caller: Authed) -> Any:
+    @router.get("/account", responses=error_responses(404))
+    async def get_account(caller: Authed) -> schemas.Account:
         def view(tx: Any) -> dict[str, Any]:
-            user = users.user_by_id(tx, caller.user_id)
-            if user is None:
-                raise UnknownUser("the caller no longer exists")
+            user = accounts.caller(tx, caller.user_id)
             return accounts.account_view(tx, user, core.config.public_host)
 
-        return JsonResponse(await core.read(view))
+        return schemas.Account.model_validate(await core.read(view))
 
-    @router.post("/transfers", status_code=201, response_model=TransferResponse)
+    @router.post("/transfers", status_code=201, responses=error_responses(403, 404, 409, 422))
     async def post_transfer(
-        body: TransferRequest,
+        body: schemas.TransferRequest,
         caller: Authed,
         idempotency: Annotated[tuple[str, str], Depends(required_idempotency)],
-    ) -> Any:
+    ) -> schemas.Transfer:
+        """Move money to another user at once. A repeat with the same Idempotency-Key answers
+        the first transfer again and moves nothing."""
         key, req_hash = idempotency
         op = transfers.transfer_op(
             caller.user_id,
@@ -78,16 +49,17 @@ def user_router(core: Core, auth: Authenticator) -> APIRouter:
             request_hash=req_hash,
             max_amount_msat=core.config.limits.transfer_max_msat,
         )
-        return JsonResponse(await core.write(op), status_code=201)
+        return schemas.Transfer.model_validate(await core.write(op))
 
-    @router.get("/history")
+    @router.get("/history", responses=error_responses(404))
     async def get_history(
         caller: Authed,
         limit: Annotated[QueryInt, Query(ge=1, le=accounts.HISTORY_PAGE_MAX)] = 50,
         cursor: Annotated[QueryInt | None, Query(ge=1, le=MAX_SEQ)] = None,
-    ) -> Any:
+    ) -> schemas.HistoryPage:
+        """The caller's ledger entries, newest first."""
         user = await caller_user(caller)
         page = await core.read(lambda tx: accounts.history(tx, user, cursor=cursor, limit=limit))
-        return JsonResponse(page)
+        return schemas.HistoryPage.model_validate(page)
 
     return router

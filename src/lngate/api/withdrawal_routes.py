@@ -1,55 +1,35 @@
 """Withdrawals over Lightning: pay a BOLT11 invoice or a Lightning Address."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
+from lngate.api import schemas
 from lngate.api.auth import Authenticator, Caller
 from lngate.api.idempotency import required_idempotency
 from lngate.api.json_body import JsonRoute
+from lngate.api.openapi import error_responses
 from lngate.api.params import QueryInt
-from lngate.api.responses import MAX_SEQ, JsonResponse
+from lngate.api.responses import MAX_SEQ
 from lngate.bootstrap import Core
-from lngate.services.withdrawals import BOLT11_MAX_CHARS, PAGE_MAX, WithdrawalService
-
-
-class WithdrawalRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    bolt11: str | None = Field(default=None, max_length=BOLT11_MAX_CHARS)
-    lightning_address: str | None = Field(default=None, max_length=320)
-    amount_msat: StrictInt | None = Field(
-        default=None, description="only for amountless invoices and Lightning Addresses"
-    )
-
-
-class WithdrawalResponse(BaseModel):
-    id: str
-    status: str
-    bolt11: str
-    payment_hash: str
-    destination: str | None
-    amount_msat: int
-    exchange_fee_msat: int
-    fee_reserve_msat: int
-    routing_fee_msat: int | None
-    preimage: str | None
-    internal: bool
-    note: str
-    created_at: str
-    finished_at: str | None
+from lngate.services.withdrawals import PAGE_MAX, WithdrawalService
 
 
 def withdrawal_router(core: Core, service: WithdrawalService, auth: Authenticator) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["withdrawals"], route_class=JsonRoute)
     Authed = Annotated[Caller, Depends(auth)]
 
-    @router.post("/withdrawals", status_code=201, response_model=WithdrawalResponse)
+    @router.post(
+        "/withdrawals", status_code=201, responses=error_responses(403, 404, 409, 422, 423)
+    )
     async def post_withdrawal(
-        body: WithdrawalRequest,
+        body: schemas.WithdrawalRequest,
         caller: Authed,
         idempotency: Annotated[tuple[str, str], Depends(required_idempotency)],
-    ) -> Any:
+    ) -> schemas.Withdrawal:
+        """Funds are held at once; the payment worker pays it (``approved``), or an operator
+        decides first (``review``). A repeat with the same Idempotency-Key answers the first
+        withdrawal as it is now."""
         created = await service.request(
             caller.user_id,
             bolt11=body.bolt11,
@@ -57,22 +37,22 @@ def withdrawal_router(core: Core, service: WithdrawalService, auth: Authenticato
             amount_msat=body.amount_msat,
             idempotency=idempotency,
         )
-        return JsonResponse(created, status_code=201)
+        return schemas.Withdrawal.model_validate(created)
 
-    @router.get("/withdrawals/{withdrawal_id}", response_model=WithdrawalResponse)
-    async def get_withdrawal(withdrawal_id: str, caller: Authed) -> Any:
-        return JsonResponse(
-            await core.read(lambda tx: service.get(tx, caller.user_id, withdrawal_id))
-        )
+    @router.get("/withdrawals/{withdrawal_id}", responses=error_responses(404))
+    async def get_withdrawal(withdrawal_id: str, caller: Authed) -> schemas.Withdrawal:
+        found = await core.read(lambda tx: service.get(tx, caller.user_id, withdrawal_id))
+        return schemas.Withdrawal.model_validate(found)
 
     @router.get("/withdrawals")
     async def list_withdrawals(
         caller: Authed,
         limit: Annotated[QueryInt, Query(ge=1, le=PAGE_MAX)] = 50,
         cursor: Annotated[QueryInt | None, Query(ge=1, le=MAX_SEQ)] = None,
-    ) -> Any:
-        return JsonResponse(
-            await core.read(lambda tx: service.page(tx, caller.user_id, cursor=cursor, limit=limit))
+    ) -> schemas.WithdrawalPage:
+        page = await core.read(
+            lambda tx: service.page(tx, caller.user_id, cursor=cursor, limit=limit)
         )
+        return schemas.WithdrawalPage.model_validate(page)
 
     return router

@@ -32,6 +32,7 @@ one exhaustive table (a test checks that none is missing), and the README lists 
     ├── NoColdAddress               (NO_COLD_ADDRESS)        every cold address handed out
     ├── LnurlFailed                 (LNURL_FAILED)           a Lightning Address service failed us
     ├── DestinationNotAllowed       (DESTINATION_NOT_ALLOWED) it points into a private network
+    ├── InvariantBroken             (INTERNAL)               a bug: what must hold did not
     └── NodeError                   (NODE_ERROR)             the Lightning node refused or failed
         ├── NodeUnreachable         (NODE_UNREACHABLE)
         ├── NodeTimeout             (NODE_TIMEOUT)
@@ -187,6 +188,18 @@ class NoColdAddress(LngateError):
     """Every imported cold address has been handed out: import more."""
 
     code = "NO_COLD_ADDRESS"
+
+
+# -- the code itself -------------------------------------------------------------------------------
+
+
+class InvariantBroken(LngateError):
+    """Something that must be true if the code is right was found false: a bug, never the
+    caller's fault (an HTTP 500). Raised instead of ``assert`` where the invariant guards money
+    or a state change, because ``python -O`` removes asserts and the check would go with them.
+    Inside a unit of work it undoes the transaction (or savepoint) that found it."""
+
+    code = "INTERNAL"
 
 
 # -- other parties ---------------------------------------------------------------------------------

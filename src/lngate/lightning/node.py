@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from lngate.domain.errors import NodeBadResponse
+
 
 class Network(enum.StrEnum):
     MAINNET = "mainnet"
@@ -117,10 +119,13 @@ class Payment:
     failure_reason: FailureReason | None = None  # set when FAILED
 
     def __post_init__(self) -> None:
-        if self.status is PaymentStatus.SUCCEEDED:
-            assert self.preimage is not None and len(self.preimage) == 32
-        if self.status is PaymentStatus.FAILED:
-            assert self.failure_reason is not None
+        # A node's answer that breaks these is malformed: the payment worker asks again.
+        if self.status is PaymentStatus.SUCCEEDED and (
+            self.preimage is None or len(self.preimage) != 32
+        ):
+            raise NodeBadResponse("a succeeded payment without a 32-byte preimage")
+        if self.status is PaymentStatus.FAILED and self.failure_reason is None:
+            raise NodeBadResponse("a failed payment without a failure reason")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""`lngate regtest up|down|status`: the regtest network from the command line.
+"""`lngate regtest up|down|status|node`: the regtest network from the command line.
 
 The main CLI mounts `app` as its `regtest` sub-command.
 """
@@ -13,9 +13,16 @@ from typing import Annotated, Any
 
 import typer
 
-from lngate.regtest.network import RegtestError, down, status, up
+from lngate.regtest.bringup import down, status, up
+from lngate.regtest.network import REMOTE_SIGNER, STANDALONE, Network
+from lngate.regtest.procs import RegtestError
 
-app = typer.Typer(help="A real regtest Lightning network: btcd and lnd exchange, alice, bob.")
+app = typer.Typer(
+    help="A real regtest Lightning network: btcd and lnd exchange, alice, bob "
+    "(and signer, with --remote-signer)."
+)
+node_app = typer.Typer(help="Stop or start one process of the network.")
+app.add_typer(node_app, name="node")
 
 DEFAULT_STATE_DIR = Path("lngate-data/regtest")
 StateDir = Annotated[
@@ -59,10 +66,23 @@ def _print(data: dict[str, Any]) -> None:
 
 
 @app.command("up")
-def up_command(state_dir: StateDir = DEFAULT_STATE_DIR, bin_dir: BinDir = None) -> None:
+def up_command(
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    bin_dir: BinDir = None,
+    remote_signer: Annotated[
+        bool,
+        typer.Option(
+            "--remote-signer",
+            help="Run exchange watch-only: its seed is held by a fourth lnd, 'signer', "
+            "which opens one gRPC port and nothing else (in its own network namespace "
+            "when the host allows).",
+        ),
+    ] = False,
+) -> None:
     """Build the binaries if needed, start the network and print network.json."""
+    mode = REMOTE_SIGNER if remote_signer else STANDALONE
     try:
-        network = up(state_dir, resolve_bin_dir(bin_dir))
+        network = up(state_dir, resolve_bin_dir(bin_dir), mode=mode)
     except RegtestError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
@@ -88,3 +108,32 @@ def status_command(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
     except RegtestError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+
+
+NodeName = Annotated[str, typer.Argument(help="btcd, exchange, alice, bob or signer")]
+
+
+@node_app.command("stop")
+def node_stop_command(name: NodeName, state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
+    """Stop one process (SIGTERM; SIGKILL past 30 s). Its data stays."""
+    try:
+        network = Network.load(state_dir)
+        stopped = network.stop_node(name)
+    except RegtestError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"{name}: {'stopped' if stopped else 'was not running'}", err=True)
+
+
+@node_app.command("start")
+def node_start_command(name: NodeName, state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
+    """Start one stopped process again and wait until it serves, is at the chain tip and its
+    channels to running peers are active. Starting a signer also starts the watch-only
+    nodes lnd shut down while their signer was away."""
+    try:
+        network = Network.load(state_dir)
+        started = network.start_node(name)
+    except RegtestError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"started: {', '.join(started)}", err=True)

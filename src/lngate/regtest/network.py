@@ -1,19 +1,35 @@
-"""A real regtest Lightning network: one btcd and three lnd nodes on loopback.
+"""A real regtest Lightning network: one btcd and three lnd nodes (four with a remote signer).
 
 The nodes are ``exchange`` (the node lngate drives), ``alice`` (a routing node) and
 ``bob`` (a customer's wallet). `up` leaves them with two public channels,
 exchange <-> alice and alice <-> bob, each with liquidity on both sides, so that bob
 can pay exchange through alice and exchange can pay bob.
 
-Every process binds to 127.0.0.1 only. Every wait polls a condition with a deadline;
-nothing sleeps for a fixed time hoping a thing is ready.
+Two modes (`MODES`):
+
+- ``standalone``: every lnd holds its own seed.
+- ``remote-signer``: ``exchange`` is a watch-only lnd that holds public keys only; a
+  fourth lnd, ``signer``, holds its seed and signs for it over one gRPC connection
+  (lnd's remote signing, docs/remote-signing.md). The signer has no chain backend, no
+  peer-to-peer listener and no REST listener; its gRPC port is the only one it opens,
+  in a network namespace of its own when the host allows one, else on 127.0.0.1.
+  See `lngate.regtest.remote_signer`.
+
+This module describes a network and drives its nodes (`lngate.regtest.procs` starts and
+stops the processes); `lngate.regtest.bringup` brings a network up and down. Every
+process binds to 127.0.0.1 only (the signer to its namespace's address). Every wait polls
+a condition with a deadline; nothing sleeps for a fixed time hoping a thing is ready.
 
 State directory layout (``down`` removes all of it but ``logs/`` when asked to keep it)::
 
     network.json        every detail a test needs (see `Network`)
     lngate.toml         config for lngate, pointing at the exchange node
     run/btcd/           btcd data dir and its RPC TLS cert and key
-    run/<node>/         lnd's --lnddir for exchange, alice and bob
+    run/<node>/         lnd's --lnddir for exchange, alice, bob (and signer)
+    run/exchange/remote-signer/
+                        remote-signer mode: what the production side holds of the signer
+                        (its TLS cert, the signing-only macaroon, the exported account
+                        xpubs) and the watch-only wallet's password file
     run/macaroons/      the baked least-privilege macaroons
     logs/<process>.log  stdout and stderr of every process
 
@@ -35,20 +51,16 @@ Macaroons, baked on the exchange node with ``lncli bakemacaroon``
   address:write; it moves nothing that onchain:write could not already move), and
   connects peers and opens and closes channels. It has no ``macaroon``, ``signer`` or
   ``message`` rights.
+- remote-signer mode: ``signer.macaroon``, baked on the signer and presented by the
+  watch-only exchange: `lngate.regtest.remote_signer.SIGNER_PERMISSIONS`.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import functools
 import json
-import os
-import secrets
-import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -59,7 +71,29 @@ from typing import Any, TypeVar
 
 import httpx
 
+from lngate.regtest.procs import (
+    LncliError,
+    LndRestError,
+    Process,
+    RegtestError,
+    _check_running,
+    _running,
+    _spawn,
+    _stop,
+    wait_until,
+)
+
 NODE_NAMES = ("exchange", "alice", "bob")
+SIGNER = "signer"
+
+STANDALONE = "standalone"
+REMOTE_SIGNER = "remote-signer"
+MODES = (STANDALONE, REMOTE_SIGNER)
+
+# What a node is (`Lnd.role`).
+ROLE_STANDALONE = "standalone"  # holds its own seed
+ROLE_WATCH_ONLY = "watch-only"  # public keys only; `Lnd.signer` signs for it
+ROLE_SIGNER = "signer"  # holds the seed of a watch-only node; no chain, peers or REST
 
 INVOICE_PERMISSIONS = ("info:read", "invoices:read", "invoices:write", "offchain:read")
 SPENDING_PERMISSIONS = (
@@ -93,183 +127,12 @@ SAT_PER_VBYTE = 2
 PROCESS_START_TIMEOUT_S = 120.0
 CHAIN_TIMEOUT_S = 120.0
 GOSSIP_TIMEOUT_S = 120.0
-STOP_TIMEOUT_S = 30.0
-POLL_INTERVAL_S = 0.1
 
 T = TypeVar("T")
 
 
-class RegtestError(RuntimeError):
-    """The regtest network could not be started, reached or stopped."""
-
-
-class LndRestError(RegtestError):
-    """An lnd REST call answered with a non-2xx status."""
-
-    def __init__(self, node: str, method: str, path: str, status: int, body: str) -> None:
-        super().__init__(f"{node}: {method} {path} -> HTTP {status}: {body[:500]}")
-        self.status = status
-        self.body = body
-
-
-# ---------------------------------------------------------------------------
-# Waiting
-
-
-def wait_until(
-    what: str,
-    check: Callable[[], T | None],
-    timeout_s: float,
-    *,
-    interval_s: float = POLL_INTERVAL_S,
-    alive: Callable[[], None] | None = None,
-) -> T:
-    """Poll ``check`` until it returns something other than None, or fail at the deadline.
-
-    ``check`` may raise: connection errors while a daemon starts are expected, so the
-    last exception is kept for the timeout message instead of ending the wait.
-    ``alive`` is called on every round so that a crashed process fails the wait at
-    once instead of at the deadline.
-    """
-    deadline = time.monotonic() + timeout_s
-    last_error: Exception | None = None
-    while True:
-        if alive is not None:
-            alive()
-        try:
-            result = check()
-        except (httpx.HTTPError, OSError, LndRestError, ValueError, KeyError) as exc:
-            last_error = exc
-        else:
-            if result is not None:
-                return result
-        if time.monotonic() >= deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise RegtestError(f"timed out after {timeout_s:.0f}s waiting for {what}{detail}")
-        time.sleep(interval_s)
-
-
-# ---------------------------------------------------------------------------
-# Processes
-
-# Popen objects of the processes started by this Python process. Keeping them lets
-# `_stop` reap its own children (no zombies) and stops Python warning about a Popen
-# collected while its process runs; processes started by another process (say, a
-# `lngate regtest up` before) are stopped by PID alone.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
-
-
-@dataclass
-class Process:
-    """A daemon this module started: enough to check it, stop it and start it again."""
-
-    name: str
-    exe: str
-    args: list[str]
-    log: str
-    pid: int = 0
-
-
-def _spawn(proc: Process) -> None:
-    with open(proc.log, "ab") as log:
-        # A new session: the daemons outlive a `lngate regtest up` that returns,
-        # and a Ctrl-C in that terminal does not reach them.
-        popen = subprocess.Popen(
-            [proc.exe, *proc.args],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    _CHILDREN[popen.pid] = popen
-    proc.pid = popen.pid
-
-
-def _is_ours(proc: Process) -> bool:
-    """True when proc.pid still runs proc.exe (a PID from an old network.json may be reused)."""
-    if proc.pid <= 0:
-        return False
-    try:
-        exe = os.readlink(f"/proc/{proc.pid}/exe")
-    except OSError:
-        return False
-    # A rebuilt binary shows as "<path> (deleted)" in a process started before.
-    return exe == proc.exe or exe.startswith(proc.exe + " ")
-
-
-def _running(proc: Process) -> bool:
-    popen = _CHILDREN.get(proc.pid)
-    if popen is not None:
-        return popen.poll() is None
-    return _is_ours(proc)
-
-
-def _check_running(proc: Process) -> None:
-    if not _running(proc):
-        raise RegtestError(f"{proc.name} (pid {proc.pid}) exited; log tail:\n{_log_tail(proc)}")
-
-
-def _log_tail(proc: Process, lines: int = 30) -> str:
-    try:
-        text = Path(proc.log).read_text(errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _signal(proc: Process, sig: signal.Signals) -> None:
-    if _running(proc):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, sig)
-
-
-def _wait_exit(proc: Process, timeout_s: float) -> bool:
-    popen = _CHILDREN.get(proc.pid)
-    if popen is not None:
-        try:
-            popen.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return False
-        del _CHILDREN[proc.pid]
-        return True
-    try:
-        wait_until(
-            f"{proc.name} to exit",
-            lambda: True if not _is_ours(proc) else None,
-            timeout_s,
-        )
-    except RegtestError:
-        return False
-    return True
-
-
-def _stop(procs: list[Process], timeout_s: float = STOP_TIMEOUT_S) -> None:
-    """SIGTERM all of ``procs`` at once, then SIGKILL whichever outlives the deadline."""
-    for proc in procs:
-        _signal(proc, signal.SIGTERM)
-    for proc in procs:
-        if not _wait_exit(proc, timeout_s):
-            _signal(proc, signal.SIGKILL)
-            _wait_exit(proc, 5.0)
-        proc.pid = 0
-
-
 # ---------------------------------------------------------------------------
 # Network description
-
-
-def _free_ports(count: int) -> list[int]:
-    """Ports the kernel hands out as free on 127.0.0.1, all held open until all are chosen."""
-    socks: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            socks.append(sock)
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 @dataclass
@@ -287,6 +150,9 @@ class Btcd:
 
 @dataclass
 class Lnd:
+    """One lnd. A signer has no REST listener (``rest_url`` empty) and no peer-to-peer one
+    (``p2p_host`` empty): it is reached with lncli over gRPC (`Network.lncli`) only."""
+
     name: str
     lnddir: str
     rest_url: str
@@ -296,6 +162,21 @@ class Lnd:
     admin_macaroon: str
     process: Process
     pubkey: str = ""
+    role: str = ROLE_STANDALONE
+    # watch-only: the node holding its keys, and the files it was handed of that node
+    signer: str = ""
+    signer_rpc_host: str = ""
+    signer_tls_cert: str = ""
+    signer_macaroon: str = ""
+    wallet_password_file: str = ""
+    # signer: the network namespace it runs in ("" when it shares the host's, on 127.0.0.1)
+    netns: str = ""
+    netns_host_address: str = ""  # the host's end of the namespace's link
+    isolation: str = ""  # "netns", or "loopback (why not a namespace)"
+
+    @property
+    def has_rest(self) -> bool:
+        return bool(self.rest_url)
 
 
 @dataclass
@@ -309,6 +190,7 @@ class Network:
     invoice_macaroon: str = ""
     spending_macaroon: str = ""
     lngate_toml: str = ""
+    mode: str = STANDALONE
     started_at: float = field(default_factory=time.time)
     up_seconds: float = 0.0
 
@@ -343,6 +225,13 @@ class Network:
             },
             **raw,
         )
+
+    def reload(self) -> None:
+        """Read network.json again, in place: another process (``lngate regtest node ...``)
+        may have stopped or started a node since, under a new PID."""
+        fresh = Network.load(Path(self.state_dir))
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, getattr(fresh, f.name))
 
     def processes(self) -> list[Process]:
         return [self.btcd.process, *(node.process for node in self.nodes.values())]
@@ -394,8 +283,24 @@ class Network:
     ) -> Any:
         """Call a node's REST API with its admin macaroon (or ``macaroon``); return the JSON."""
         node = self.nodes[node_name]
+        if not node.has_rest:
+            raise RegtestError(f"{node_name} has no REST listener; use lncli (gRPC)")
         with _lnd_client(node, macaroon, timeout_s) as client:
             resp = client.request(method, path, json=json, params=params)
+        if resp.status_code >= 300:
+            raise LndRestError(node_name, method, path, resp.status_code, resp.text)
+        return resp.json() if resp.content else {}
+
+    def rest_unauthenticated(
+        self, node_name: str, method: str, path: str, json: Any = None, timeout_s: float = 60
+    ) -> Any:
+        """A REST call without a macaroon: the wallet unlocker's (InitWallet, UnlockWallet),
+        which lnd serves before any macaroon exists."""
+        node = self.nodes[node_name]
+        with httpx.Client(
+            base_url=node.rest_url, verify=_tls_context(node.tls_cert), timeout=timeout_s
+        ) as client:
+            resp = client.request(method, path, json=json)
         if resp.status_code >= 300:
             raise LndRestError(node_name, method, path, resp.status_code, resp.text)
         return resp.json() if resp.content else {}
@@ -444,9 +349,38 @@ class Network:
                     return payment
         raise RegtestError(f"{node_name}: payment stream ended without a final status")
 
-    def lnd_state(self, node_name: str) -> str:
-        # GET /v1/state needs no macaroon: it answers before the wallet even exists.
+    def lncli(
+        self,
+        node_name: str,
+        *args: str,
+        macaroon: Path | None = None,
+        timeout_s: float = 60,
+    ) -> dict[str, Any]:
+        """Run ``lncli`` against a node's gRPC port with its admin macaroon (or ``macaroon``)
+        and return the JSON it prints (``{"output": text}`` for a command that prints text).
+        The signer, which has no REST listener, is driven so."""
         node = self.nodes[node_name]
+        cmd = [
+            str(Path(self.bin_dir) / "lncli"),
+            "--network=regtest",
+            f"--rpcserver={node.rpc_host}",
+            f"--tlscertpath={node.tls_cert}",
+            f"--macaroonpath={macaroon or node.admin_macaroon}",
+            *args,
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
+        if done.returncode != 0:
+            raise LncliError(node_name, list(args), (done.stderr or done.stdout).strip())
+        out = done.stdout.strip()
+        # Most commands print JSON; a few print a line of text (bakemacaroon).
+        return _json_loads(out) if out.startswith("{") else {"output": out}
+
+    def lnd_state(self, node_name: str) -> str:
+        """The wallet state (``/v1/state``, or ``lncli state`` for a node without REST); it
+        needs no macaroon: it answers before the wallet even exists."""
+        node = self.nodes[node_name]
+        if not node.has_rest:
+            return str(self.lncli(node_name, "--no-macaroons", "state", timeout_s=10)["state"])
         with httpx.Client(
             base_url=node.rest_url, verify=_tls_context(node.tls_cert), timeout=10
         ) as client:
@@ -454,30 +388,44 @@ class Network:
         resp.raise_for_status()
         return str(resp.json()["state"])
 
-    def wait_lnd_state(self, node_name: str, states: tuple[str, ...]) -> None:
+    def wait_lnd_state(
+        self, node_name: str, states: tuple[str, ...], *, macaroon: bool = True
+    ) -> str:
+        """Wait until the node's state is one of ``states`` and return it; with ``macaroon``
+        also until its admin.macaroon exists (written when the wallet is created)."""
         node = self.nodes[node_name]
 
-        def reached() -> bool | None:
+        def reached() -> str | None:
             if not Path(node.tls_cert).exists():
                 return None
-            return True if self.lnd_state(node_name) in states else None
+            state = self.lnd_state(node_name)
+            return state if state in states else None
 
-        wait_until(
+        state = wait_until(
             f"{node_name} to reach {'/'.join(states)}",
             reached,
             PROCESS_START_TIMEOUT_S,
             interval_s=0.25,
             alive=lambda: _check_running(node.process),
         )
-        # The admin macaroon is written when the wallet is created, before RPC_ACTIVE.
-        wait_until(
-            f"{node_name}'s admin.macaroon",
-            lambda: True if Path(node.admin_macaroon).exists() else None,
-            10,
-        )
+        if macaroon:
+            wait_until(
+                f"{node_name}'s admin.macaroon",
+                lambda: True if Path(node.admin_macaroon).exists() else None,
+                10,
+            )
+        return state
 
     def running_nodes(self) -> list[str]:
-        return [name for name, node in self.nodes.items() if _running(node.process)]
+        """The lnd nodes that run and that have a chain to follow (every one but a signer)."""
+        return [
+            name
+            for name, node in self.nodes.items()
+            if node.role != ROLE_SIGNER and _running(node.process)
+        ]
+
+    def watch_only_nodes(self, signer: str) -> list[str]:
+        return [name for name, node in self.nodes.items() if node.signer == signer]
 
     def wait_synced(self, names: list[str] | None = None) -> None:
         """Wait until each node (default: each running one) is synced to btcd's tip."""
@@ -521,7 +469,18 @@ class Network:
         self.save()
 
     def start_lnd(self, name: str) -> None:
-        """Start one lnd and wait for SERVER_ACTIVE."""
+        """Start one lnd and wait for SERVER_ACTIVE.
+
+        A watch-only node unlocks its wallet itself (``--wallet-unlock-password-file``) and
+        connects to its signer while it does, so its signer must run first: lnd gives up
+        (and exits) when it cannot reach the signer within ``remotesigner.timeout``.
+        """
+        node = self.nodes[name]
+        if node.role == ROLE_WATCH_ONLY and not _running(self.nodes[node.signer].process):
+            raise RegtestError(
+                f"{name} is watch-only and its signer {node.signer!r} is not running: "
+                f"start {node.signer} first"
+            )
         self.start_lnd_process(name)
         self.wait_lnd_state(name, ("SERVER_ACTIVE",))
 
@@ -533,36 +492,149 @@ class Network:
         """
         node = self.nodes[name]
         channels = 0
-        if wait_channels:
+        if wait_channels and node.has_rest:
             listed = self.rest(name, "GET", "/v1/channels")
             channels = len(listed.get("channels", []))
         _stop([node.process])
         self.save()
         self.start_lnd(name)
-        self.wait_synced([name])
+        if node.role != ROLE_SIGNER:
+            self.wait_synced([name])
         if channels:
             self.wait_active_channels(name, channels)
+
+    # -- one node at a time (``lngate regtest node stop|start NAME``) -----------
+
+    def node_names(self) -> list[str]:
+        return ["btcd", *self.nodes]
+
+    def _process_of(self, name: str) -> Process:
+        if name == "btcd":
+            return self.btcd.process
+        if name not in self.nodes:
+            raise RegtestError(f"no node {name!r}; the nodes are {', '.join(self.node_names())}")
+        return self.nodes[name].process
+
+    def is_running(self, name: str) -> bool:
+        return _running(self._process_of(name))
+
+    def stop_node(self, name: str) -> bool:
+        """Stop one process of the network (SIGTERM, then SIGKILL past the deadline). Returns
+        False when it was not running. Its data stays: `start_node` starts it again."""
+        proc = self._process_of(name)
+        was_running = _running(proc)
+        _stop([proc])
+        self.save()
+        return was_running
+
+    def start_node(self, name: str) -> list[str]:
+        """Start one stopped process of the network again and wait until it serves (and, for
+        an lnd with a chain, until it is at the tip and its channels to running peers are
+        active). Returns the names started, in order.
+
+        Starting a signer also starts each watch-only node of it that exited without being
+        stopped (``stop_node`` clears the PID; an exit leaves it): lnd shuts a watch-only
+        node down when it cannot reach its signer, and a supervisor (systemd's
+        ``Restart=on-failure``) would start it again once the signer is back.
+        """
+        proc = self._process_of(name)
+        if _running(proc):
+            raise RegtestError(f"{name} is already running (pid {proc.pid})")
+        if name == "btcd":
+            self.start_btcd()
+            self.wait_synced()
+            return [name]
+        self._start_and_settle(name)
+        started = [name]
+        if self.nodes[name].role == ROLE_SIGNER:
+            for dependent in self.watch_only_nodes(name):
+                dep = self.nodes[dependent].process
+                if dep.pid and not _running(dep):
+                    self._start_and_settle(dependent)
+                    started.append(dependent)
+        return started
+
+    def _start_and_settle(self, name: str) -> None:
+        node = self.nodes[name]
+        node.process.pid = 0
+        self.start_lnd(name)
+        if node.role == ROLE_SIGNER:
+            return
+        self.wait_synced([name])
+        self.wait_channels_with_running_peers(name)
+
+    def wait_channels_with_running_peers(self, name: str) -> None:
+        """Wait until every channel of ``name`` whose peer runs is active again (lnd
+        reconnects to its channel peers by itself)."""
+        running = {
+            self.nodes[n].pubkey for n in self.running_nodes() if n != name and self.nodes[n].pubkey
+        }
+        listed = self.rest(name, "GET", "/v1/channels").get("channels", [])
+        count = sum(1 for c in listed if c.get("remote_pubkey") in running)
+        if count:
+            self.wait_active_channels(name, count)
+
+    def start_btcd(self) -> None:
+        btcd = self.btcd
+        btcd.process.args = _btcd_args(btcd)
+        _spawn(btcd.process)
+        self.save()
+        wait_until(
+            "btcd's RPC",
+            lambda: self.block_height() if Path(btcd.rpc_cert).exists() else None,
+            PROCESS_START_TIMEOUT_S,
+            interval_s=0.2,
+            alive=lambda: _check_running(btcd.process),
+        )
 
     # -- summaries ----------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        """Liveness of every process, and for each running lnd its height and channels."""
-        result: dict[str, Any] = {"state_dir": self.state_dir, "btcd": {}, "nodes": {}}
+        """Liveness of every process; each node's role (which node is watch-only and where
+        its signer is); for each running lnd its height and channels (a signer: its state)."""
+        result: dict[str, Any] = {
+            "state_dir": self.state_dir,
+            "mode": self.mode,
+            "btcd": {},
+            "nodes": {},
+        }
         btcd_up = _running(self.btcd.process)
         result["btcd"] = {"pid": self.btcd.process.pid, "running": btcd_up}
         if btcd_up:
             result["btcd"]["block_height"] = _or_error(self.block_height)
         for name, node in self.nodes.items():
             entry: dict[str, Any] = {
+                "role": node.role,
                 "pid": node.process.pid,
                 "running": _running(node.process),
-                "rest_url": node.rest_url,
+                "rpc_host": node.rpc_host,
+                "rest_url": node.rest_url or None,
                 "pubkey": node.pubkey,
             }
+            if node.role == ROLE_WATCH_ONLY:
+                signer = self.nodes[node.signer]
+                entry["signer"] = {
+                    "node": node.signer,
+                    "rpc_host": signer.rpc_host,
+                    "running": _running(signer.process),
+                    **_isolation(signer),
+                }
+            if node.role == ROLE_SIGNER:
+                entry.update(_isolation(node))
+                entry["signs_for"] = self.watch_only_nodes(name)
             if entry["running"]:
-                entry["info"] = _or_error(functools.partial(_info_summary, self, name))
+                summary = _signer_summary if node.role == ROLE_SIGNER else _info_summary
+                entry["info"] = _or_error(functools.partial(summary, self, name))
             result["nodes"][name] = entry
         return result
+
+
+def _isolation(signer: Lnd) -> dict[str, Any]:
+    return {"isolation": signer.isolation or "loopback", "netns": signer.netns or None}
+
+
+def _signer_summary(network: Network, name: str) -> dict[str, Any]:
+    return {"state": network.lnd_state(name)}
 
 
 def _info_summary(network: Network, name: str) -> dict[str, Any]:
@@ -582,7 +654,7 @@ def _info_summary(network: Network, name: str) -> dict[str, Any]:
 def _or_error(call: Callable[[], T]) -> T | str:
     try:
         return call()
-    except (httpx.HTTPError, OSError, RegtestError) as exc:
+    except (httpx.HTTPError, OSError, subprocess.TimeoutExpired, RegtestError) as exc:
         return f"error: {exc}"
 
 
@@ -612,43 +684,7 @@ def _lnd_client(node: Lnd, macaroon: Path | None, timeout_s: float) -> Iterator[
 
 
 # ---------------------------------------------------------------------------
-# Building the description
-
-
-def _describe(state_dir: Path, bin_dir: Path) -> Network:
-    run = state_dir / "run"
-    logs = state_dir / "logs"
-    ports = iter(_free_ports(2 + 3 * len(NODE_NAMES)))
-    btcd_dir = run / "btcd"
-    btcd = Btcd(
-        rpc_host=f"127.0.0.1:{next(ports)}",
-        p2p_host=f"127.0.0.1:{next(ports)}",
-        rpc_user="lngate",
-        rpc_pass=secrets.token_hex(16),
-        rpc_cert=str(btcd_dir / "rpc.cert"),
-        rpc_key=str(btcd_dir / "rpc.key"),
-        datadir=str(btcd_dir / "data"),
-        process=Process("btcd", str(bin_dir / "btcd"), [], str(logs / "btcd.log")),
-    )
-    nodes = {}
-    for name in NODE_NAMES:
-        lnddir = run / name
-        p2p, rpc, rest = next(ports), next(ports), next(ports)
-        nodes[name] = Lnd(
-            name=name,
-            lnddir=str(lnddir),
-            rest_url=f"https://127.0.0.1:{rest}",
-            rpc_host=f"127.0.0.1:{rpc}",
-            p2p_host=f"127.0.0.1:{p2p}",
-            tls_cert=str(lnddir / "tls.cert"),
-            admin_macaroon=str(lnddir / "data/chain/bitcoin/regtest/admin.macaroon"),
-            process=Process(name, str(bin_dir / "lnd"), [], str(logs / f"{name}.log")),
-        )
-    network = Network(state_dir=str(state_dir), bin_dir=str(bin_dir), btcd=btcd, nodes=nodes)
-    for node in nodes.values():
-        node.process.args = _lnd_args(node, btcd)
-    btcd.process.args = _btcd_args(btcd)
-    return network
+# Command lines
 
 
 def _btcd_args(btcd: Btcd) -> list[str]:
@@ -677,7 +713,9 @@ def _btcd_args(btcd: Btcd) -> list[str]:
 
 
 def _lnd_args(node: Lnd, btcd: Btcd) -> list[str]:
-    return [
+    if node.role == ROLE_SIGNER:
+        return _signer_args(node)
+    args = [
         f"--lnddir={node.lnddir}",
         f"--alias={node.name}",
         f"--listen={node.p2p_host}",
@@ -689,8 +727,6 @@ def _lnd_args(node: Lnd, btcd: Btcd) -> list[str]:
         f"--btcd.rpcuser={btcd.rpc_user}",
         f"--btcd.rpcpass={btcd.rpc_pass}",
         f"--btcd.rpccert={btcd.rpc_cert}",
-        # A wallet with a random seed, unlocked on start: a throwaway test network.
-        "--noseedbackup",
         "--nobootstrap",
         "--bitcoin.defaultchanconfs=1",
         # Fast gossip, so a new channel reaches bob's graph in well under a second.
@@ -699,218 +735,55 @@ def _lnd_args(node: Lnd, btcd: Btcd) -> list[str]:
         "--accept-keysend",
         "--debuglevel=info",
     ]
+    if node.role == ROLE_WATCH_ONLY:
+        return args + _watch_only_args(node)
+    # A wallet with a random seed, unlocked on start: a throwaway test network.
+    return [*args, "--noseedbackup"]
 
 
-# ---------------------------------------------------------------------------
-# Bringing the network up
+# lnd checks that it can reach the signer every `interval` and shuts the watch-only node
+# down after `attempts` failed checks `backoff` apart (its default: one failed check). Five
+# rides out a signer restart of about two minutes; anything that must be signed meanwhile
+# (a payment, an incoming HTLC, a peer's handshake) shuts it down at once regardless.
+SIGNER_HEALTHCHECK_ARGS = (
+    "--healthcheck.remotesigner.interval=1m",
+    "--healthcheck.remotesigner.attempts=5",
+    "--healthcheck.remotesigner.backoff=30s",
+    "--healthcheck.remotesigner.timeout=5s",
+)
 
 
-def _start_btcd(network: Network) -> None:
-    btcd = network.btcd
-    btcd.process.args = _btcd_args(btcd)
-    _spawn(btcd.process)
-    network.save()
-    wait_until(
-        "btcd's RPC",
-        lambda: network.block_height() if Path(btcd.rpc_cert).exists() else None,
-        PROCESS_START_TIMEOUT_S,
-        interval_s=0.2,
-        alive=lambda: _check_running(btcd.process),
-    )
-
-
-def _new_address(network: Network, name: str) -> str:
-    answer = network.rest(name, "GET", "/v1/newaddress", params={"type": "WITNESS_PUBKEY_HASH"})
-    return str(answer["address"])
-
-
-def _get_mining_address(network: Network) -> str:
-    """Start btcd and exchange once, only to learn an address of exchange's wallet.
-
-    btcd can only `generate` to the --miningaddr it was started with, and lnd cannot
-    start without a running chain backend, so: btcd (no mining address) -> exchange ->
-    address -> stop both. lnd answers RPCs at RPC_ACTIVE, before it is synced (it will
-    not reach SERVER_ACTIVE on a chain whose tip is the 2011 genesis block). Both are
-    stopped before btcd restarts, because lnd exits if its backend vanishes while it
-    waits for the chain to sync.
-    """
-    _start_btcd(network)
-    network.start_lnd_process("exchange")
-    network.wait_lnd_state("exchange", ("RPC_ACTIVE", "SERVER_ACTIVE"))
-    address = _new_address(network, "exchange")
-    _stop([network.nodes["exchange"].process, network.btcd.process])
-    network.save()
-    return address
-
-
-def _connect(network: Network, source: str, target: str) -> None:
-    node = network.nodes[target]
-    body = {"addr": {"pubkey": node.pubkey, "host": node.p2p_host}, "perm": False, "timeout": "30"}
-    try:
-        network.rest(source, "POST", "/v1/peers", body)
-    except LndRestError as exc:
-        if "already connected" not in exc.body:
-            raise
-
-
-def _open_channel(network: Network, funder: str, peer: str) -> None:
-    _connect(network, funder, peer)
-    body = {
-        "node_pubkey": base64.b64encode(bytes.fromhex(network.nodes[peer].pubkey)).decode(),
-        "local_funding_amount": str(CHANNEL_CAPACITY_SAT),
-        # The push gives the peer a balance in the channel: liquidity both ways.
-        "push_sat": str(CHANNEL_PUSH_SAT),
-        "sat_per_vbyte": str(SAT_PER_VBYTE),
-    }
-    network.rest(funder, "POST", "/v1/channels", body)
-
-
-def _fund_wallets(network: Network, names: list[str]) -> None:
-    outputs = {_new_address(network, name): str(WALLET_FUNDING_SAT) for name in names}
-    network.rest(
-        "exchange",
-        "POST",
-        "/v1/transactions/many",
-        {"AddrToAmount": outputs, "sat_per_vbyte": str(SAT_PER_VBYTE)},
-    )
-    network.mine(1)
-    for name in names:
-
-        def funded(name: str = name) -> bool | None:
-            balance = network.rest(name, "GET", "/v1/balance/blockchain")
-            return True if int(balance.get("confirmed_balance", "0")) > 0 else None
-
-        wait_until(f"{name}'s on-chain funds", funded, CHAIN_TIMEOUT_S)
-
-
-def _bake_macaroon(network: Network, path: Path, permissions: tuple[str, ...]) -> None:
-    node = network.nodes["exchange"]
-    cmd = [
-        str(Path(network.bin_dir) / "lncli"),
-        "--network=regtest",
-        f"--rpcserver={node.rpc_host}",
-        f"--tlscertpath={node.tls_cert}",
-        f"--macaroonpath={node.admin_macaroon}",
-        "bakemacaroon",
-        f"--save_to={path}",
-        *permissions,
+def _watch_only_args(node: Lnd) -> list[str]:
+    return [
+        "--remotesigner.enable",
+        f"--remotesigner.rpchost={node.signer_rpc_host}",
+        f"--remotesigner.tlscertpath={node.signer_tls_cert}",
+        f"--remotesigner.macaroonpath={node.signer_macaroon}",
+        "--remotesigner.timeout=5s",
+        *SIGNER_HEALTHCHECK_ARGS,
+        # No --noseedbackup: the wallet is created watch-only from the signer's xpubs
+        # (`lngate.regtest.remote_signer.init_watch_only`); lnd waits for that on the first
+        # start and unlocks it from this file on every later one.
+        f"--wallet-unlock-password-file={node.wallet_password_file}",
+        "--wallet-unlock-allow-create",
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-    if done.returncode != 0:
-        raise RegtestError(f"lncli bakemacaroon failed: {done.stderr or done.stdout}")
-    # A macaroon is a bearer credential: only the owner may read it.
-    path.chmod(0o600)
 
 
-def _write_lngate_toml(network: Network) -> None:
-    node = network.nodes["exchange"]
-    q = json.dumps  # a JSON string is a valid TOML basic string
-    text = (
-        "[node]\n"
-        'backend = "lnd"\n'
-        "[lnd]\n"
-        f"rest_url = {q(node.rest_url)}\n"
-        f"tls_cert = {q(node.tls_cert)}\n"
-        f"invoice_macaroon = {q(network.invoice_macaroon)}\n"
-        f"spending_macaroon = {q(network.spending_macaroon)}\n"
-    )
-    path = Path(network.state_dir) / "lngate.toml"
-    path.write_text(text)
-    network.lngate_toml = str(path)
-
-
-def _start_chain(network: Network) -> None:
-    network.btcd.mining_address = _get_mining_address(network)
-    _start_btcd(network)
-    network.mine(INITIAL_BLOCKS, wait_synced=False)
-
-
-def _start_nodes(network: Network) -> None:
-    for name in NODE_NAMES:
-        network.start_lnd_process(name)
-    for name in NODE_NAMES:
-        network.wait_lnd_state(name, ("SERVER_ACTIVE",))
-    network.wait_synced()
-    for name in NODE_NAMES:
-        info = network.rest(name, "GET", "/v1/getinfo")
-        network.nodes[name].pubkey = str(info["identity_pubkey"])
-    network.save()
-
-
-def _open_channels(network: Network) -> None:
-    _fund_wallets(network, ["alice", "bob"])
-    _open_channel(network, "exchange", "alice")
-    _open_channel(network, "alice", "bob")
-    network.mine(ANNOUNCE_CONFIRMATIONS)
-    for name, count in (("exchange", 1), ("alice", 2), ("bob", 1)):
-        network.wait_active_channels(name, count)
-    network.wait_route("bob", "exchange")
-    network.wait_route("exchange", "bob")
-
-
-def _bake_macaroons(network: Network) -> None:
-    mac_dir = Path(network.state_dir) / "run" / "macaroons"
-    mac_dir.mkdir(parents=True, exist_ok=True)
-    invoice = mac_dir / "invoice.macaroon"
-    spending = mac_dir / "spending.macaroon"
-    _bake_macaroon(network, invoice, INVOICE_PERMISSIONS)
-    _bake_macaroon(network, spending, SPENDING_PERMISSIONS)
-    network.invoice_macaroon = str(invoice)
-    network.spending_macaroon = str(spending)
-
-
-def up(state_dir: Path, bin_dir: Path) -> dict[str, Any]:
-    """Start btcd and the three lnd nodes, fund them, open channels; return network.json.
-
-    On failure everything started is stopped again (logs kept) before the error is raised.
-    """
-    began = time.monotonic()
-    state_dir = Path(state_dir).resolve()
-    if (state_dir / "network.json").exists():
-        raise RegtestError(f"a regtest network is already described in {state_dir}; run down")
-    for sub in ("run/btcd", "logs"):
-        (state_dir / sub).mkdir(parents=True, exist_ok=True)
-    network = _describe(state_dir, Path(bin_dir).resolve())
-    network.save()
-    try:
-        _start_chain(network)
-        _start_nodes(network)
-        _open_channels(network)
-        _bake_macaroons(network)
-        _write_lngate_toml(network)
-    except BaseException:
-        down(state_dir, keep_logs=True)
-        raise
-    network.up_seconds = round(time.monotonic() - began, 1)
-    network.save()
-    return network.to_dict()
-
-
-def down(state_dir: Path, *, keep_logs: bool = False) -> bool:
-    """Stop every process of the network by PID and remove its state.
-
-    Returns False when there was no network.json (nothing to do). With ``keep_logs``
-    the ``logs/`` directory stays for a post-mortem.
-    """
-    state_dir = Path(state_dir)
-    try:
-        network = Network.load(state_dir)
-    except RegtestError:
-        return False
-    lnds = [node.process for node in network.nodes.values()]
-    # lnd first: it may exit with an error if btcd vanishes under it.
-    _stop(lnds)
-    _stop([network.btcd.process])
-    shutil.rmtree(state_dir / "run", ignore_errors=True)
-    for name in ("network.json", "lngate.toml", "network.json.tmp"):
-        (state_dir / name).unlink(missing_ok=True)
-    if not keep_logs:
-        shutil.rmtree(state_dir / "logs", ignore_errors=True)
-        with contextlib.suppress(OSError):
-            state_dir.rmdir()  # only if nothing else lives there
-    return True
-
-
-def status(state_dir: Path) -> dict[str, Any]:
-    """The network's processes and, for running nodes, height, sync and channel counts."""
-    return Network.load(Path(state_dir)).status()
+def _signer_args(node: Lnd) -> list[str]:
+    """lnd's hardening for a signer (docs/remote-signing.md): no peer-to-peer listener, no
+    bootstrap, no chain backend; and here no REST either: one gRPC port, nothing else."""
+    host = node.rpc_host.rsplit(":", 1)[0]
+    return [
+        f"--lnddir={node.lnddir}",
+        f"--alias={node.name}",
+        "--nolisten",
+        "--norest",
+        "--nobootstrap",
+        f"--rpclisten={node.rpc_host}",
+        f"--tlsextraip={host}",
+        "--bitcoin.regtest",
+        "--bitcoin.node=nochainbackend",
+        # The seed: random, kept in this node's wallet only (a throwaway test network).
+        "--noseedbackup",
+        "--debuglevel=info",
+    ]

@@ -23,7 +23,8 @@ from lngate.security.secrets import new_api_key, new_api_secret
 from lngate.store import audit, users
 from lngate.store.db import IntegrityError, Tx
 from lngate.store.ledger import apply_transfer, get_account
-from lngate.store.users import Role, User
+from lngate.store.users import Role
+from lngate.store.users import User as User  # the record these use cases return
 
 # LUD-16: the local part of a Lightning Address is a-z0-9-_. ; we also bound its length.
 _USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,31}$")
@@ -81,6 +82,14 @@ def require_user(tx: Tx, username: str) -> User:
     user = users.user_by_name(tx, username) if isinstance(username, str) else None
     if user is None or user.role is Role.ADMIN:
         raise UnknownUser(f"no user named {username!r}")
+    return user
+
+
+def caller(tx: Tx, user_id: str) -> User:
+    """The user a verified key belongs to; a user deleted since is unknown."""
+    user = users.user_by_id(tx, user_id)
+    if user is None:
+        raise UnknownUser("the caller no longer exists")
     return user
 
 

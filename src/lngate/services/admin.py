@@ -6,10 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from lngate.domain.errors import InvalidRequest
+from lngate.domain.users import UserStatus
+from lngate.domain.withdrawals import WithdrawalStatus
 from lngate.services.accounts import account_view, iso_ms, require_user
-from lngate.store import audit, users
+from lngate.store import audit, system_state, users
+from lngate.store import withdrawals as withdrawal_store
 from lngate.store.db import Tx
-from lngate.store.users import UserStatus
+from lngate.store.withdrawals import Withdrawal
 
 AUDIT_PAGE_MAX = 1000
 
@@ -64,3 +67,13 @@ def audit_page(tx: Tx, *, after: int, limit: int) -> dict[str, Any]:
         ],
         "next_after": records[-1].seq if len(records) == limit else None,
     }
+
+
+def review_queue(tx: Tx, status: WithdrawalStatus, limit: int) -> list[Withdrawal]:
+    """Withdrawals in ``status`` (by default those waiting for an operator), oldest first."""
+    return withdrawal_store.with_status(tx, status, limit)
+
+
+def reconciliation_reports(tx: Tx, limit: int) -> list[dict[str, Any]]:
+    """The latest stored reconciliation reports, newest first."""
+    return system_state.reports(tx, limit)

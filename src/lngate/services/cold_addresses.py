@@ -21,7 +21,7 @@ from embit.descriptor import Descriptor  # type: ignore[import-untyped]
 from embit.descriptor.checksum import add_checksum  # type: ignore[import-untyped]
 from embit.networks import NETWORKS  # type: ignore[import-untyped]
 
-from lngate.domain.errors import ColdImportRefused, PrivateKeyRefused
+from lngate.domain.errors import ColdImportRefused, InvariantBroken, PrivateKeyRefused
 from lngate.lightning.node import Network
 from lngate.store.treasury import NewColdAddress
 
@@ -172,7 +172,8 @@ def _check_segwit(address: str, network: Network, net: dict[str, Any]) -> str:
             f"a {_HRP_NETWORK[hrp]} address, the node is on {network.value}: {address}"
         )
     canonical: str = script.Script.from_address(lowered).address(net)
-    assert canonical == lowered
+    if canonical != lowered:  # the checks above and embit disagree: store neither
+        raise InvariantBroken(f"{address} re-encodes as {canonical}")
     return canonical
 
 

@@ -14,7 +14,13 @@ from typing import Any
 
 from lngate.bootstrap import Core
 from lngate.config import Limits
-from lngate.domain.errors import AccountFrozen, AmountOutOfRange, InvalidRequest, NotFound
+from lngate.domain.errors import (
+    AccountFrozen,
+    AmountOutOfRange,
+    InvalidRequest,
+    InvariantBroken,
+    NotFound,
+)
 from lngate.domain.inputs import check_invoice_description, check_text
 from lngate.domain.ledger import AccountKind, TransferResult, TransferSpec
 from lngate.domain.money import parse_amount_msat
@@ -146,8 +152,9 @@ def credit_settled_op(invoice: Invoice, node_account_id: int, *, from_stream: bo
     """The write that credits a settled invoice's deposit (once). Only the invoice stream, which
     delivers settlements in settle-index order, advances the resume cursor: a settlement found
     any other way (the expiry poll) may lie ahead of ones the stream has not delivered yet."""
-    assert invoice.state is InvoiceState.SETTLED
     payment_hash = invoice.payment_hash.hex()
+    if invoice.state is not InvoiceState.SETTLED:  # only money received is credited
+        raise InvariantBroken(f"invoice {payment_hash} is {invoice.state}, not settled")
     paid_msat = invoice.amount_paid_msat
 
     def op(tx: Tx) -> bool:
@@ -171,9 +178,11 @@ def credit_settled_op(invoice: Invoice, node_account_id: int, *, from_stream: bo
             memo=deposit.memo,
         )
         result = apply_transfer(tx, spec)
-        assert result is TransferResult.OK, f"crediting a deposit was refused: {result}"
+        if result is not TransferResult.OK:  # undoes mark_settled: never settled uncredited
+            raise InvariantBroken(f"crediting deposit {payment_hash} was refused: {result}")
         settled = deposits.by_hash(tx, payment_hash)
-        assert settled is not None
+        if settled is None:
+            raise InvariantBroken(f"deposit {payment_hash} vanished as it was settled")
         events.append(tx, user.id, "deposit.settled", deposit_json(settled))
         return True
 
@@ -185,7 +194,8 @@ def close_op(payment_hash_hex: str, status: DepositStatus) -> Any:
         if not deposits.mark_closed(tx, payment_hash_hex, status):
             return False
         closed = deposits.by_hash(tx, payment_hash_hex)
-        assert closed is not None
+        if closed is None:
+            raise InvariantBroken(f"deposit {payment_hash_hex} vanished as it was closed")
         kind = "deposit.expired" if status is DepositStatus.EXPIRED else "deposit.cancelled"
         events.append(tx, closed.user_id, kind, deposit_json(closed))
         return True
@@ -195,6 +205,46 @@ def close_op(payment_hash_hex: str, status: DepositStatus) -> Any:
 
 def node_account(core: Core) -> int:
     return core.system_accounts[AccountKind.NODE.value]
+
+
+# -- the invoice watcher's use cases: each opens its own transaction -----------------------------
+
+
+async def settle_cursor(core: Core) -> int:
+    """The settle index of the last settlement the invoice stream delivered and we committed
+    (0 before the first): the stream resumes after it."""
+    return await core.read(lambda tx: deposits.cursor(tx, SETTLE_CURSOR))
+
+
+async def credit_settled(core: Core, invoice: Invoice, *, from_stream: bool) -> bool:
+    """Credit a settled invoice's deposit, once (see ``credit_settled_op``); returns whether
+    this call credited it."""
+    op = credit_settled_op(invoice, node_account(core), from_stream=from_stream)
+    return await core.write(op)
+
+
+async def close_cancelled(core: Core, invoice: Invoice) -> bool:
+    """Close the deposit of an invoice the node cancelled: ``expired`` if the invoice is past
+    its expiry, else ``cancelled``; returns whether this call closed it."""
+    expired = time.time() >= invoice.expires_at
+    status = DepositStatus.EXPIRED if expired else DepositStatus.CANCELLED
+    return await core.write(close_op(invoice.payment_hash.hex(), status))
+
+
+async def expire_due(core: Core, node: Node, cutoff_ms: int, limit: int) -> int:
+    """Ask the node about (at most ``limit``) open deposits that expired before ``cutoff_ms``:
+    a settled one is credited (a settlement the stream missed), an open or cancelled one is
+    closed as expired. Returns how many changed."""
+    due = await core.read(lambda tx: deposits.open_past_expiry(tx, cutoff_ms, limit))
+    changed = 0
+    for deposit in due:
+        invoice = await node.lookup_invoice(bytes.fromhex(deposit.payment_hash))
+        if invoice.state is InvoiceState.SETTLED:
+            changed += await credit_settled(core, invoice, from_stream=False)
+        elif invoice.state in (InvoiceState.OPEN, InvoiceState.CANCELED):
+            # Past expiry the node refuses payment; an HTLC held (ACCEPTED) still may settle.
+            changed += await core.write(close_op(deposit.payment_hash, DepositStatus.EXPIRED))
+    return changed
 
 
 def get_deposit(tx: Tx, user_id: str, deposit_id: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ side on chain to cold storage, and its funding transaction paid a miner's fee::
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -27,11 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from lngate.bootstrap import Core
-from lngate.domain.errors import InvalidAmount, NoColdAddress
+from lngate.domain.errors import InvalidAmount, InvariantBroken, NoColdAddress
 from lngate.domain.ledger import AccountKind, TransferResult, TransferSpec
 from lngate.domain.treasury import ColdPurpose, sweep_amount_sat
 from lngate.lightning.node import Channel, ClosedChannel, CloseType, Network, Node, OnchainTx
 from lngate.services.cold_addresses import COUNT_DEFAULT, check_address, parse_cold_import
+from lngate.store import audit
 from lngate.store import treasury as store
 from lngate.store.db import Tx
 from lngate.store.ledger import apply_transfer, get_account
@@ -112,7 +114,8 @@ def require_cold(tx: Tx, address: str, purpose: ColdPurpose, network: Network) -
     """The guard before any coins move to ``address``: it must be one of our cold addresses,
     handed out for ``purpose``, valid for the node's network, and not used yet.
 
-    A violation is a bug, never an operating error: it raises AssertionError even under -O.
+    A violation is a bug, never an operating error: it raises InvariantBroken (an explicit
+    check, not an ``assert``, so it holds under -O too).
     """
     row = store.by_address(tx, address)
     ok = (
@@ -123,7 +126,7 @@ def require_cold(tx: Tx, address: str, purpose: ColdPurpose, network: Network) -
         and check_address(address, network) == address
     )
     if not ok or row is None:
-        raise AssertionError(f"refusing to send to {address}: not a fresh cold {purpose} address")
+        raise InvariantBroken(f"refusing to send to {address}: not a fresh cold {purpose} address")
     return row
 
 
@@ -132,14 +135,16 @@ def record_sweep_op(
 ) -> Callable[[Tx], bool]:
     """Book a sweep found on chain: the sweep row, the address used, and the ledger transfers,
     in one transaction. Idempotent by txid; returns whether this call recorded it."""
-    assert amount_sat > 0 and fee_sat >= 0, (amount_sat, fee_sat)
+    if amount_sat <= 0 or fee_sat < 0:
+        raise InvariantBroken(f"sweep {txid}: amount_sat={amount_sat}, fee_sat={fee_sat}")
     node = accounts[AccountKind.NODE.value]
     cold = accounts[AccountKind.COLD.value]
     fee_expense = accounts[AccountKind.ONCHAIN_FEE_EXPENSE.value]
 
     def op(tx: Tx) -> bool:
         row = store.by_address(tx, address)
-        assert row is not None and row.purpose is ColdPurpose.SWEEP, f"{address} is no sweep"
+        if row is None or row.purpose is not ColdPurpose.SWEEP:
+            raise InvariantBroken(f"sweep {txid}: {address} is no cold sweep address")
         at_ms = now_ms()
         recorded = store.insert_sweep(tx, txid, address, amount_sat, fee_sat, at_ms)
         # The address row keeps the first sweep to it; a second one (never expected) still
@@ -151,11 +156,90 @@ def record_sweep_op(
             moves.append((f"sweep:{txid}:fee", fee_expense, fee_sat, "onchain_fee"))
         for transfer_id, debit, sat, kind in moves:
             spec = TransferSpec(transfer_id, debit, node, sat * MSAT_PER_SAT, kind=kind, memo=txid)
-            result = apply_transfer(tx, spec)
-            assert result in (TransferResult.OK, TransferResult.EXISTS), (transfer_id, result)
+            _require_booked(transfer_id, apply_transfer(tx, spec))
         return recorded
 
     return op
+
+
+def _require_booked(transfer_id: str, result: TransferResult) -> None:
+    """A treasury transfer moves money between system accounts under an id derived from a
+    txid: the ledger books it (OK) or has it already (EXISTS). Anything else is a bug; raising
+    undoes the whole operation (its savepoint), so a sweep, close or fee row is never recorded
+    without its transfer."""
+    if result not in (TransferResult.OK, TransferResult.EXISTS):
+        raise InvariantBroken(f"treasury transfer {transfer_id} refused by the ledger: {result}")
+
+
+# -- sweeps: the treasury worker's use cases, each in a transaction of its own -------------------
+
+
+class SweepClaim(enum.Enum):
+    """Why claiming the pending sweep gave a worker no address."""
+
+    NONE = "none"  # no sweep is pending
+    BUSY = "busy"  # another live worker is sending one
+
+
+def claim_pending_op(token: str, lease_ms: int) -> Callable[[Tx], ColdAddress | SweepClaim]:
+    """The pending sweep address, claimed for this worker; or why there is none to take."""
+
+    def op(tx: Tx) -> ColdAddress | SweepClaim:
+        store.lock(tx)
+        pending = store.pending_sweep(tx)
+        if pending is None:
+            return SweepClaim.NONE
+        at_ms = now_ms()
+        stale = pending.claimed_at_ms is None or pending.claimed_at_ms <= at_ms - lease_ms
+        if pending.claim_token not in (None, token) and not stale:
+            return SweepClaim.BUSY
+        store.claim(tx, pending.id, token, at_ms)
+        return pending
+
+    return op
+
+
+def allocate_sweep_op(token: str) -> Callable[[Tx], ColdAddress | None]:
+    """A fresh sweep address, claimed for this worker; None if a sweep became pending
+    meanwhile (another worker's)."""
+
+    def op(tx: Tx) -> ColdAddress | None:
+        store.lock(tx)
+        if store.pending_sweep(tx) is not None:
+            return None
+        address = store.allocate(tx, ColdPurpose.SWEEP, now_ms(), claim_token=token)
+        if address is None:
+            raise NoColdAddress("no free cold address is left: import more (lngate cold import)")
+        return address
+
+    return op
+
+
+async def claim_pending_sweep(core: Core, token: str, lease_ms: int) -> ColdAddress | SweepClaim:
+    """Claim the pending sweep address (handed out, no sweep recorded) for the worker holding
+    ``token``: free, already its own, or another's claim older than ``lease_ms`` (that worker
+    is presumed dead). Otherwise why not: none is pending, or a live worker holds it."""
+    return await core.write(claim_pending_op(token, lease_ms))
+
+
+async def allocate_sweep(core: Core, token: str) -> ColdAddress | None:
+    """Hand out a fresh cold sweep address, claimed for ``token``, unless a sweep became
+    pending meanwhile (None). Raises NoColdAddress when none is left."""
+    return await core.write(allocate_sweep_op(token))
+
+
+async def require_cold_address(
+    core: Core, address: str, purpose: ColdPurpose, network: Network
+) -> ColdAddress:
+    """``require_cold`` in a read snapshot of its own: the check right before coins move."""
+    return await core.read(lambda tx: require_cold(tx, address, purpose, network))
+
+
+async def record_sweep(core: Core, address: str, txid: str, amount_sat: int, fee_sat: int) -> bool:
+    """Book a sweep the node lists (see ``record_sweep_op``); returns whether this call
+    recorded it."""
+    op = record_sweep_op(address, txid, amount_sat, fee_sat, core.system_accounts)
+    return await core.write(op)
 
 
 # -- channels -----------------------------------------------------------------------------------
@@ -180,10 +264,18 @@ class ChannelOpened:
 
 
 async def open_channel_to_cold(
-    core: Core, node: Node, peer: str, amount_sat: int, *, push_sat: int = 0
+    core: Core,
+    node: Node,
+    peer: str,
+    amount_sat: int,
+    *,
+    push_sat: int = 0,
+    actor: str,
+    reason: str,
 ) -> ChannelOpened:
     """Open a channel whose upfront shutdown address (BOLT 2 ``option_upfront_shutdown_script``)
-    is a fresh cold address, so a cooperative close can only pay cold storage.
+    is a fresh cold address, so a cooperative close can only pay cold storage; audited as
+    ``channel.open`` by ``actor``, whichever entry point (admin API, CLI) asks.
 
     The address is handed out (committed) before the node is asked; if the open fails it stays
     handed out and unused: a cold address is never handed out twice."""
@@ -191,11 +283,36 @@ async def open_channel_to_cold(
         raise InvalidAmount("need amount_sat > 0 and 0 <= push_sat < amount_sat")
     network = (await node.get_info()).network
     cold = await core.write(allocate_op(ColdPurpose.CHANNEL_CLOSE))
-    await core.read(lambda tx: require_cold(tx, cold.address, ColdPurpose.CHANNEL_CLOSE, network))
+    await require_cold_address(core, cold.address, ColdPurpose.CHANNEL_CLOSE, network)
     point = await node.open_channel(peer, amount_sat, push_sat=push_sat, close_address=cold.address)
-    at_ms = now_ms()
-    await core.write(lambda tx: store.mark_channel(tx, cold.address, point, amount_sat, at_ms))
-    return ChannelOpened(point, peer, amount_sat, push_sat, cold.address)
+    opened = ChannelOpened(point, peer, amount_sat, push_sat, cold.address)
+    await core.write(record_channel_op(opened, now_ms(), actor=actor, reason=reason))
+    return opened
+
+
+def record_channel_op(
+    opened: ChannelOpened, at_ms: int, *, actor: str, reason: str
+) -> Callable[[Tx], None]:
+    """Bind the cold address to the channel the node opened, and audit the open.
+
+    Both in one transaction, written only once the node has accepted the open (it returned a
+    channel point): an open the node refused raised before this and leaves no audit record of
+    a channel that does not exist, and an open it accepted is never bound without its record.
+    (A crash between the node's answer and this write loses both, as it lost the binding
+    before: the address stays handed out and unused, and the node still lists the channel.)"""
+
+    def op(tx: Tx) -> None:
+        store.mark_channel(tx, opened.close_address, opened.channel_point, opened.amount_sat, at_ms)
+        audit.append(
+            tx,
+            actor=actor,
+            action="channel.open",
+            subject=f"peer:{opened.peer}",
+            reason=reason,
+            details=opened.as_json(),
+        )
+
+    return op
 
 
 async def list_channels(core: Core, node: Node) -> list[dict[str, Any]]:
@@ -252,13 +369,19 @@ def record_close_op(
     Idempotent: the mark is conditional and the transfer id is the closing txid; returns
     whether this call booked it."""
     amount_sat = closed.settled_balance_sat
-    assert closed.close_type is CloseType.COOPERATIVE and amount_sat >= 0, closed
+    if closed.close_type is not CloseType.COOPERATIVE or amount_sat < 0:
+        raise InvariantBroken(f"not a cooperative close to book to cold: {closed}")
     txid = closed.closing_txid
 
     def op(tx: Tx) -> bool:
         row = store.by_address(tx, address)
-        assert row is not None and row.purpose is ColdPurpose.CHANNEL_CLOSE, address
-        assert row.channel_point == closed.channel_point, (row.channel_point, closed)
+        if row is None or row.purpose is not ColdPurpose.CHANNEL_CLOSE:
+            raise InvariantBroken(f"close {txid}: {address} is no cold channel-close address")
+        if row.channel_point != closed.channel_point:
+            raise InvariantBroken(
+                f"close {txid}: {address} belongs to channel {row.channel_point}, "
+                f"not {closed.channel_point}"
+            )
         if not store.mark_closed(tx, address, txid, amount_sat, now_ms()):
             return False  # booked before (by this worker or another)
         if amount_sat:  # nothing of ours above the dust limit: no output, nothing to book
@@ -271,8 +394,7 @@ def record_close_op(
                 kind="channel_close",
                 memo=closed.channel_point,
             )
-            result = apply_transfer(tx, spec)
-            assert result in (TransferResult.OK, TransferResult.EXISTS), (spec.id, result)
+            _require_booked(spec.id, apply_transfer(tx, spec))
         return True
 
     return op
@@ -329,7 +451,8 @@ def record_funding_fee_op(
     address: str, funding_txid: str, fee_sat: int, accounts: dict[str, int]
 ) -> Callable[[Tx], bool]:
     """Book a channel's funding fee once: the address row marked, node -> fee expense."""
-    assert fee_sat >= 0, fee_sat
+    if fee_sat < 0:
+        raise InvariantBroken(f"funding {funding_txid}: fee_sat={fee_sat}")
 
     def op(tx: Tx) -> bool:
         if not store.mark_funding_fee(tx, address, fee_sat):
@@ -344,8 +467,7 @@ def record_funding_fee_op(
                 kind="onchain_fee",
                 memo=funding_txid,
             )
-            result = apply_transfer(tx, spec)
-            assert result in (TransferResult.OK, TransferResult.EXISTS), (spec.id, result)
+            _require_booked(spec.id, apply_transfer(tx, spec))
         return True
 
     return op

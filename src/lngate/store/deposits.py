@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from lngate.domain.errors import InvariantBroken
 from lngate.store.db import Row, Tx
 from lngate.store.ledger import now_ms
 
@@ -138,7 +139,8 @@ def mark_closed(
 ) -> bool:
     """open -> expired | cancelled. A reserved deposit is closed only by the withdrawal that
     reserved it (``reserved_by``); everyone else (the watcher, the poll) leaves it alone."""
-    assert status in (DepositStatus.EXPIRED, DepositStatus.CANCELLED)
+    if status not in (DepositStatus.EXPIRED, DepositStatus.CANCELLED):
+        raise InvariantBroken(f"an open deposit cannot close as {status}")
     owner = "reserved_by IS NULL" if reserved_by is None else "reserved_by = :r"
     return (
         tx.execute(
@@ -225,3 +227,9 @@ def advance_cursor(tx: Tx, name: str, value: int) -> None:
         tx.execute(
             "INSERT INTO worker_cursors (name, value) VALUES (:n, :v)", {"n": name, "v": value}
         )
+
+
+def count_by_status(tx: Tx) -> dict[str, int]:
+    return {
+        str(s): int(n) for s, n in tx.all("SELECT status, COUNT(*) FROM deposits GROUP BY status")
+    }

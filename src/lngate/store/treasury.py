@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from lngate.domain.errors import InvariantBroken
 from lngate.domain.treasury import ColdPurpose
 from lngate.store.db import Row, Tx
 from lngate.store.withdrawals import take_lock
@@ -153,7 +154,8 @@ def allocate(
             "id": int(row[0]),
         },
     )
-    assert taken == 1, "a free cold address was taken under the lock"
+    if taken != 1:
+        raise InvariantBroken("a free cold address was not taken under the lock")
     address = tx.one(f"SELECT {_COLUMNS} FROM cold_addresses WHERE id = :id", {"id": int(row[0])})
     assert address is not None
     return _cold(address)
@@ -196,7 +198,8 @@ def mark_channel(tx: Tx, address: str, channel_point: str, amount_sat: int, now_
             "p": ColdPurpose.CHANNEL_CLOSE.value,
         },
     )
-    assert changed == 1, f"cold address {address} is not a fresh channel-close address"
+    if changed != 1:
+        raise InvariantBroken(f"cold address {address} is not a fresh channel-close address")
 
 
 def channel_rows(

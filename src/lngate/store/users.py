@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from dataclasses import dataclass
 
 from lngate.domain.ledger import AccountFlags, AccountKind
+from lngate.domain.users import Role, UserStatus
 from lngate.store.db import Row, Tx
 from lngate.store.ledger import create_account, now_ms
 
-
-class Role(enum.StrEnum):
-    USER = "user"
-    MERCHANT = "merchant"
-    ADMIN = "admin"
-
-
-class UserStatus(enum.StrEnum):
-    ACTIVE = "active"
-    FROZEN = "frozen"
+__all__ = ["Role", "User", "UserStatus"]  # the enums live in the domain; kept here for callers
 
 
 @dataclass(frozen=True, slots=True)

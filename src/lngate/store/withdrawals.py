@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lngate.domain.errors import InvariantBroken
 from lngate.domain.withdrawals import ACTIVE, WithdrawalStatus
 from lngate.store.db import Dialect, Row, Tx
 from lngate.store.ledger import now_ms
@@ -216,8 +217,10 @@ def finish(
 ) -> bool:
     """sending -> succeeded | failed, exactly once. A failure names the ``attempt`` it is about:
     it only counts while that is still the latest attempt (a newer one may yet succeed)."""
-    assert to_status in (WithdrawalStatus.SUCCEEDED, WithdrawalStatus.FAILED)
-    assert to_status is WithdrawalStatus.SUCCEEDED or attempt is not None
+    if to_status not in (WithdrawalStatus.SUCCEEDED, WithdrawalStatus.FAILED):
+        raise InvariantBroken(f"a withdrawal cannot finish as {to_status}")
+    if to_status is WithdrawalStatus.FAILED and attempt is None:
+        raise InvariantBroken("a failure must name the attempt it is about")
     t = now_ms()
     latest = "" if attempt is None else " AND attempts = :attempt"
     return (
@@ -283,7 +286,8 @@ def take_lock(tx: Tx, name: str) -> None:
     """Serialise a check-then-write across processes: a no-op update takes the row lock on
     PostgreSQL (SQLite's write transaction already excludes every other writer)."""
     taken = tx.execute("UPDATE locks SET taken = taken + 1 WHERE name = :n", {"n": name})
-    assert taken == 1, f"lock row {name!r} is missing"
+    if taken != 1:
+        raise InvariantBroken(f"lock row {name!r} is missing")
 
 
 def next_attempt(tx: Tx, withdrawal_id: str, seen_attempts: int) -> bool:
@@ -302,3 +306,8 @@ def next_attempt(tx: Tx, withdrawal_id: str, seen_attempts: int) -> bool:
         )
         == 1
     )
+
+
+def count_by_status(tx: Tx) -> dict[str, int]:
+    rows = tx.all("SELECT status, COUNT(*) FROM withdrawals GROUP BY status")
+    return {str(s): int(n) for s, n in rows}

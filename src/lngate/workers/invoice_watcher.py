@@ -3,6 +3,8 @@
 It resumes from the last settle index it committed (stored with each credit, in the same
 transaction), so a restart misses nothing; an expiry poll asks the node about every open deposit
 past its expiry, which both closes expired deposits and catches any settlement the stream missed.
+The use cases, each opening its own transaction, are in ``lngate.services.deposits``; this
+module is the loop around them.
 """
 
 from __future__ import annotations
@@ -14,9 +16,7 @@ import time
 from lngate.bootstrap import Core
 from lngate.domain.errors import NodeError
 from lngate.lightning.node import Invoice, InvoiceState, Node
-from lngate.services.deposits import SETTLE_CURSOR, close_op, credit_settled_op, node_account
-from lngate.store import deposits
-from lngate.store.deposits import DepositStatus
+from lngate.services.deposits import close_cancelled, credit_settled, expire_due, settle_cursor
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ class InvoiceWatcher:
         self._node = node
         self._sweep_interval_s = sweep_interval_s
         self._expiry_grace_ms = int(expiry_grace_s * 1000)
-        self._node_account = node_account(core)
         self.credited = 0
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -47,18 +46,15 @@ class InvoiceWatcher:
     async def handle(self, invoice: Invoice) -> None:
         """One update from the invoice stream."""
         if invoice.state is InvoiceState.SETTLED:
-            op = credit_settled_op(invoice, self._node_account, from_stream=True)
-            if await self._core.write(op):
+            if await credit_settled(self._core, invoice, from_stream=True):
                 self.credited += 1
         elif invoice.state is InvoiceState.CANCELED:
-            expired = time.time() >= invoice.expires_at
-            status = DepositStatus.EXPIRED if expired else DepositStatus.CANCELLED
-            await self._core.write(close_op(invoice.payment_hash.hex(), status))
+            await close_cancelled(self._core, invoice)
 
     async def _follow(self, stop: asyncio.Event) -> None:
         delay_s = 0.5
         while not stop.is_set():
-            after = await self._core.read(lambda tx: deposits.cursor(tx, SETTLE_CURSOR))
+            after = await settle_cursor(self._core)
             try:
                 async for invoice in self._node.subscribe_invoices(after):
                     await self.handle(invoice)
@@ -79,18 +75,4 @@ class InvoiceWatcher:
     async def sweep_once(self) -> int:
         """Ask the node about open deposits past expiry; returns how many changed."""
         cutoff_ms = int(time.time() * 1000) - self._expiry_grace_ms
-        due = await self._core.read(
-            lambda tx: deposits.open_past_expiry(tx, cutoff_ms, SWEEP_BATCH)
-        )
-        changed = 0
-        for deposit in due:
-            invoice = await self._node.lookup_invoice(bytes.fromhex(deposit.payment_hash))
-            if invoice.state is InvoiceState.SETTLED:
-                op = credit_settled_op(invoice, self._node_account, from_stream=False)
-                changed += await self._core.write(op)
-            elif invoice.state in (InvoiceState.OPEN, InvoiceState.CANCELED):
-                # Past expiry the node refuses payment; an HTLC held (ACCEPTED) still may settle.
-                changed += await self._core.write(
-                    close_op(deposit.payment_hash, DepositStatus.EXPIRED)
-                )
-        return changed
+        return await expire_due(self._core, self._node, cutoff_ms, SWEEP_BATCH)

@@ -1,5 +1,8 @@
 """The payment worker: drives approved -> sending -> succeeded | failed.
 
+It keeps the loop, the scheduling and the node's payments; every write and read is a step of
+the ``Payouts`` use case (``lngate.services.payouts``), which opens its own transactions.
+
 - ``sending`` is committed before the node is called, so a crash after the call is found again.
 - After any doubt (a crash, a timeout, an unknown answer) it asks the node (``track_payment``)
   and acts only on what the node says: SUCCEEDED posts the hold; FAILED (terminal, nothing in
@@ -16,32 +19,31 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lngate.bootstrap import Core
 from lngate.crashpoints import crash_point
 from lngate.domain.errors import NodeError
-from lngate.domain.withdrawals import WithdrawalPolicy, WithdrawalStatus
+from lngate.domain.withdrawals import WithdrawalPolicy
 from lngate.lightning import errors as node_errors
 from lngate.lightning.bolt11 import decode_bolt11
 from lngate.lightning.node import Node, Payment, PaymentStatus
-from lngate.services import halt
-from lngate.services.withdrawal_settlement import fail_op, succeed_op
-from lngate.services.withdrawals import (
-    IN_FLIGHT_CAP_NOTE,
-    WithdrawalService,
-    claim_op,
-    over_in_flight_cap,
+from lngate.services.payouts import (
+    SIGNER_AWAY_NOTE,
+    SIGNER_CHECK_MAX_AGE_S,
+    TRACK_BATCH,
+    Payouts,
+    Withdrawal,
 )
-from lngate.store import withdrawals as store
-from lngate.store.db import Tx
-from lngate.store.withdrawals import Withdrawal
+
+if TYPE_CHECKING:
+    from lngate.lightning.lnd.signer import SignerProbe
+
+# The signer note and its pace live in the use case; named here too, for who watches the worker.
+__all__ = ["SIGNER_AWAY_NOTE", "SIGNER_CHECK_MAX_AGE_S", "PaymentWorker"]
 
 log = logging.getLogger(__name__)
 
-CLAIM_BATCH = 50
-TRACK_BATCH = 500
 MAX_SEND_ATTEMPTS = 10
 MIN_ROUND_S = 0.01
 # A payment unknown to the node is sent again only this long after the latest attempt began
@@ -67,19 +69,19 @@ class PaymentWorker:
         poll_s: float = 0.5,
         concurrency: int = 16,
         track_every_s: float = 1.0,
+        signer: SignerProbe | None = None,
     ) -> None:
         if not 1 <= concurrency <= 256:
             raise ValueError("concurrency must be between 1 and 256")
         self._core = core
         self._node = node
+        self._payouts = Payouts(core, node, signer=signer)
         self._policy: WithdrawalPolicy = core.config.withdrawals
         self._poll_s = poll_s
         self._slots = asyncio.Semaphore(concurrency)
         self._busy: set[str] = set()  # withdrawals this worker is handling right now
         self._track_every_s = track_every_s
         self._tracked_at: dict[str, float] = {}  # in-flight payments: ask the node at this pace
-        self._internal = WithdrawalService(core, node)
-        self._outbound: tuple[float, int] | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         tasks: set[asyncio.Task[None]] = set()
@@ -124,25 +126,19 @@ class PaymentWorker:
         """What to do this round: per user, the approved withdrawals they may put in flight now,
         in their order (fair: however long one user's queue, everyone's head is here); and the
         payments in flight that are due to be asked about."""
-
-        def pick(tx: Tx) -> tuple[list[Withdrawal], list[Withdrawal]]:
-            per_user = self._policy.user_sending_max_count
-            claimable = store.claimable(tx, per_user_max=per_user, limit=CLAIM_BATCH)
-            return claimable, store.with_status(tx, WithdrawalStatus.SENDING, TRACK_BATCH)
-
-        claimable, sending = await self._core.read(pick)
+        work = await self._payouts.next_round()
         queues: dict[str, list[Withdrawal]] = {}
-        for w in claimable:
+        for w in work.claimable:
             queues.setdefault(w.user_id, []).append(w)
         now = time.monotonic()
         due = []
-        for w in sending:
+        for w in work.in_flight:
             if w.id in self._busy or now - self._tracked_at.get(w.id, 0.0) < self._track_every_s:
                 continue
             self._tracked_at[w.id] = now
             due.append(w)
         if len(self._tracked_at) > 4 * TRACK_BATCH:  # forget the finished ones
-            flying = {w.id for w in sending}
+            flying = {w.id for w in work.in_flight}
             self._tracked_at = {k: v for k, v in self._tracked_at.items() if k in flying}
         return list(queues.values()), due
 
@@ -184,7 +180,8 @@ class PaymentWorker:
             self._busy.add(w.id)
             claimed = None
             try:
-                claimed = await self._try_claim(w)
+                crash_point("before_claim")
+                claimed = await self._payouts.claim(w)
             except NodeError as exc:
                 log.warning("withdrawal %s: node error %s; will try again", w.id, exc)
             except Exception:
@@ -198,41 +195,9 @@ class PaymentWorker:
         """The first attempt of a claimed withdrawal (``sending`` is committed)."""
         crash_point("after_sending_recorded")
         if w.internal:
-            await self._internal.settle_internally(w)
+            await self._payouts.settle_internally(w)
         else:
             await self._pay(w)
-
-    async def _try_claim(self, w: Withdrawal) -> Withdrawal | None:
-        crash_point("before_claim")
-        state = await self._core.read(halt.halted)
-        if state is not None:
-            await self._note(w, f"waiting: withdrawals are halted ({state.get('reason')})")
-            return None
-        if not w.internal:
-            if w.amount_msat + w.fee_reserve_msat > await self._outbound_msat():
-                await self._note(w, "waiting: not enough outbound liquidity on the node")
-                return None
-            totals = await self._core.read(lambda tx: store.sending_totals(tx, w.user_id))
-            if over_in_flight_cap(self._policy, w, *totals):
-                await self._note(w, IN_FLIGHT_CAP_NOTE)
-                return None
-        claimed = await self._core.write(claim_op(w.id, self._policy))
-        if claimed is not None and not w.internal:
-            self._outbound = None  # it just changed
-        return claimed
-
-    async def _outbound_msat(self) -> int:
-        """What the node can send now (cached briefly: one balance call per second at most)."""
-        now = time.monotonic()
-        if self._outbound is None or now - self._outbound[0] > 1.0:
-            balances = await self._node.balances()
-            self._outbound = (now, balances.channel_local_msat)
-        return self._outbound[1]
-
-    async def _note(self, w: Withdrawal, note: str) -> None:
-        """Tell the user why it waits; written once, not on every round."""
-        if w.note != note:
-            await self._core.write(lambda tx: store.set_note(tx, w.id, note))
 
     async def _pay(self, w: Withdrawal) -> None:
         amountless = decode_bolt11(w.bolt11).amount_msat is None
@@ -269,7 +234,7 @@ class PaymentWorker:
     async def _resolve(self, w: Withdrawal, refused: str | None = None) -> None:
         """Ask the node what became of the payment, and act on that only."""
         if w.internal:
-            await self._internal.settle_internally(w)
+            await self._payouts.settle_internally(w)
             return
         payment = await self._node.track_payment(bytes.fromhex(w.payment_hash))
         if payment.status is not PaymentStatus.UNKNOWN:
@@ -283,25 +248,21 @@ class PaymentWorker:
             # The node has no record of it and refused it (or can never pay it now): the
             # payment was never made, so releasing the hold is safe.
             reason = refused or "the invoice expired before it could be paid"
-            await self._core.write(fail_op(w, reason))
+            await self._payouts.fail_unsent(w, reason)
         elif w.attempts < MAX_SEND_ATTEMPTS:
             # Only the worker that wins this attempt number sends; the loser's view is stale.
-            if await self._core.write(lambda tx: store.next_attempt(tx, w.id, w.attempts)):
-                await self._pay(replace(w, attempts=w.attempts + 1))
+            again = await self._payouts.next_attempt(w)
+            if again is not None:
+                await self._pay(again)
         else:
             log.error("withdrawal %s: unknown to the node after %d attempts", w.id, w.attempts)
 
     async def _apply(self, w: Withdrawal, payment: Payment) -> None:
-        if payment.status is PaymentStatus.SUCCEEDED:
-            if payment.preimage is None:
-                raise node_errors.InvalidNodeRequest("the node reported success without a preimage")
-            op = succeed_op(w, payment.fee_msat, payment.preimage, self._core.system_accounts)
-            if await self._core.write(op):
-                self._observe(w, "succeeded")
-        elif payment.status is PaymentStatus.FAILED:
-            reason = payment.failure_reason.value if payment.failure_reason else "failed"
-            if await self._core.write(fail_op(w, f"payment failed: {reason}")):
-                self._observe(w, "failed")
-        elif payment.status is PaymentStatus.UNKNOWN:
+        """Act on the node's answer: final ones finish the withdrawal, UNKNOWN asks again (and
+        may resend); IN_FLIGHT: the hold stays, and the next round asks again."""
+        if payment.status is PaymentStatus.UNKNOWN:
             await self._resolve(w)
-        # IN_FLIGHT: the hold stays; the next round asks again.
+            return
+        finished = await self._payouts.record_outcome(w, payment)
+        if finished is not None:
+            self._observe(w, finished.value)

@@ -23,10 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from lngate.bootstrap import Core
@@ -36,15 +34,14 @@ from lngate.domain.treasury import ColdPurpose, sweep_amount_sat
 from lngate.lightning.node import Network, Node, OnchainTx
 from lngate.services.treasury import (
     BookedClose,
+    SweepClaim,
+    allocate_sweep,
     book_closed_channels,
     book_funding_fees,
-    now_ms,
-    record_sweep_op,
-    require_cold,
+    claim_pending_sweep,
+    record_sweep,
+    require_cold_address,
 )
-from lngate.store import treasury as store
-from lngate.store.db import Tx
-from lngate.store.treasury import ColdAddress
 
 log = logging.getLogger(__name__)
 
@@ -58,45 +55,6 @@ class SweepResult:
     amount_sat: int
     fee_sat: int
     recovered: bool  # found on chain after a crash or an error, not sent by this run
-
-
-class _Claim(enum.Enum):
-    NONE = "none"  # no sweep is pending
-    BUSY = "busy"  # another live worker is sending one
-
-
-def claim_pending_op(token: str, lease_ms: int) -> Callable[[Tx], ColdAddress | _Claim]:
-    """The pending sweep address, claimed for this worker; or why there is none to take."""
-
-    def op(tx: Tx) -> ColdAddress | _Claim:
-        store.lock(tx)
-        pending = store.pending_sweep(tx)
-        if pending is None:
-            return _Claim.NONE
-        at_ms = now_ms()
-        stale = pending.claimed_at_ms is None or pending.claimed_at_ms <= at_ms - lease_ms
-        if pending.claim_token not in (None, token) and not stale:
-            return _Claim.BUSY
-        store.claim(tx, pending.id, token, at_ms)
-        return pending
-
-    return op
-
-
-def allocate_sweep_op(token: str) -> Callable[[Tx], ColdAddress | None]:
-    """A fresh sweep address, claimed for this worker; None if a sweep became pending
-    meanwhile (another worker's)."""
-
-    def op(tx: Tx) -> ColdAddress | None:
-        store.lock(tx)
-        if store.pending_sweep(tx) is not None:
-            return None
-        address = store.allocate(tx, ColdPurpose.SWEEP, now_ms(), claim_token=token)
-        if address is None:
-            raise NoColdAddress("no free cold address is left: import more (lngate cold import)")
-        return address
-
-    return op
 
 
 def paying(txs: list[OnchainTx], address: str) -> list[OnchainTx]:
@@ -147,21 +105,22 @@ class TreasuryWorker:
     async def sweep_once(self) -> SweepResult | None:
         """Finish a pending sweep or start one if the hot wallet is above its cap; returns
         the sweep recorded by this call, or None."""
-        claimed = await self._core.write(claim_pending_op(self._token, self._lease_ms))
-        if claimed is _Claim.BUSY:
+        claimed = await claim_pending_sweep(self._core, self._token, self._lease_ms)
+        if claimed is SweepClaim.BUSY:
             return None
-        if isinstance(claimed, ColdAddress):
-            found = await self._record_found(claimed.address)
+        pending = None if claimed is SweepClaim.NONE else claimed
+        if pending is not None:
+            found = await self._record_found(pending.address)
             if found is not None:
                 return found
         balances = await self._node.balances()
         amount_sat = sweep_amount_sat(balances.onchain_confirmed_sat, self._policy)
         if amount_sat == 0:
             return None
-        if isinstance(claimed, ColdAddress):
-            address = claimed.address  # handed out before, never paid: send to it now
+        if pending is not None:
+            address = pending.address  # handed out before, never paid: send to it now
         else:
-            fresh = await self._core.write(allocate_sweep_op(self._token))
+            fresh = await allocate_sweep(self._core, self._token)
             if fresh is None:
                 return None
             address = fresh.address
@@ -172,13 +131,13 @@ class TreasuryWorker:
         if not sent:  # not listed yet: the next run finds it by its address
             log.warning("sweep %s to %s not listed by the node yet", txid, address)
             return None
-        await self._record(address, txid, amount_sat, sent[0].fee_sat)
+        await record_sweep(self._core, address, txid, amount_sat, sent[0].fee_sat)
         return SweepResult(txid, address, amount_sat, sent[0].fee_sat, recovered=False)
 
     async def _send(self, address: str, amount_sat: int) -> str:
         network = await self._node_network()
         # The one place coins leave for cold storage: the address must be a fresh cold one.
-        await self._core.read(lambda tx: require_cold(tx, address, ColdPurpose.SWEEP, network))
+        await require_cold_address(self._core, address, ColdPurpose.SWEEP, network)
         log.info("sweeping %d sat to cold address %s", amount_sat, address)
         return await self._node.send_onchain(address, amount_sat, self._policy.sweep_sat_per_vbyte)
 
@@ -190,14 +149,10 @@ class TreasuryWorker:
             if amount_sat <= 0:
                 log.error("transaction %s to cold %s moved nothing out", found.txid, address)
                 continue
-            if await self._record(address, found.txid, amount_sat, found.fee_sat):
+            if await record_sweep(self._core, address, found.txid, amount_sat, found.fee_sat):
                 log.warning("recorded sweep %s found on chain (after a crash?)", found.txid)
             result = SweepResult(found.txid, address, amount_sat, found.fee_sat, recovered=True)
         return result
-
-    async def _record(self, address: str, txid: str, amount_sat: int, fee_sat: int) -> bool:
-        accounts = self._core.system_accounts
-        return await self._core.write(record_sweep_op(address, txid, amount_sat, fee_sat, accounts))
 
     async def _node_network(self) -> Network:
         if self._network is None:

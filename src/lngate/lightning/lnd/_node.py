@@ -16,6 +16,7 @@ from lngate.lightning.errors import (
     InvalidNodeRequest,
     NodeBadResponse,
     NodeTimeout,
+    NodeUnreachable,
     NoRoute,
 )
 from lngate.lightning.lnd._client import LndClient
@@ -37,6 +38,8 @@ from lngate.lightning.lnd._mapping import (
     map_transaction,
 )
 from lngate.lightning.lnd._subscribe import InvoiceSubscription, ReconnectPolicy
+from lngate.lightning.lnd.signer import MAX_AGE_S as SIGNER_MAX_AGE_S
+from lngate.lightning.lnd.signer import SignerProbe
 from lngate.lightning.node import (
     Balances,
     Channel,
@@ -74,8 +77,10 @@ class LndNode:
         stream_idle_timeout_s: float = 300.0,
         reconnect: ReconnectPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        signer: SignerProbe | None = None,
     ) -> None:
         self._timeout_s = timeout_s
+        self._signer = signer
         self._client = LndClient(
             rest_url,
             tls_cert_path,
@@ -97,8 +102,10 @@ class LndNode:
         stream_idle_timeout_s: float = 300.0,
         reconnect: ReconnectPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        signer: SignerProbe | None = None,
     ) -> LndNode:
-        """Reads the binary macaroon file LND writes (``invoice.macaroon``, ...)."""
+        """Reads the binary macaroon file LND writes (``invoice.macaroon``, ...). ``signer`` is
+        the probe of a watch-only node's remote signer: see ``_require_signer``."""
         return cls(
             rest_url,
             tls_cert_path,
@@ -107,7 +114,18 @@ class LndNode:
             stream_idle_timeout_s=stream_idle_timeout_s,
             reconnect=reconnect,
             transport=transport,
+            signer=signer,
         )
+
+    async def _require_signer(self) -> None:
+        """A watch-only LND signs an invoice with its remote signer, and shuts itself down when
+        it cannot (it restarts only once the signer is back): so an invoice is not asked for
+        while the signer does not answer. Refused as the node being away, which it would be."""
+        if self._signer is None:
+            return
+        health = await self._signer.acheck(SIGNER_MAX_AGE_S)
+        if not health.reachable:
+            raise NodeUnreachable(f"the node's remote signer is unreachable ({health.detail})")
 
     async def get_info(self) -> NodeInfo:
         async with node_errors():
@@ -131,6 +149,7 @@ class LndNode:
             raise InvalidNodeRequest("description_hash must be 32 bytes")
         if expiry_s <= 0:
             raise InvalidNodeRequest("expiry_s must be positive")
+        await self._require_signer()
         body: dict[str, str] = {"expiry": str(expiry_s)}
         if amount_msat is not None:
             body["value_msat"] = str(amount_msat)

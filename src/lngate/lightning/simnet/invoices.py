@@ -8,7 +8,7 @@ import sqlite3
 from typing import Any
 
 from lngate.lightning.bolt11 import encode_bolt11
-from lngate.lightning.errors import InvalidNodeRequest, InvoiceNotFound
+from lngate.lightning.errors import InvalidNodeRequest, InvoiceNotFound, NodeBadResponse
 from lngate.lightning.node import Invoice, InvoiceState, Network
 
 MAX_EXPIRY_S = 365 * 24 * 3600
@@ -48,14 +48,16 @@ def row_to_invoice(row: tuple[Any, ...]) -> Invoice:
         settle_index=settle_index,
         amount_paid_msat=amount_paid_msat,
         settled_at=settled_at,
-        preimage=_checked_preimage(bytes(preimage), bytes(payment_hash)),
+        preimage=checked_preimage(bytes(preimage), bytes(payment_hash)),
         memo=memo,
         description_hash=None if description_hash is None else bytes(description_hash),
     )
 
 
-def _checked_preimage(preimage: bytes, payment_hash: bytes) -> bytes:
-    assert hashlib.sha256(preimage).digest() == payment_hash, "stored preimage does not match"
+def checked_preimage(preimage: bytes, payment_hash: bytes) -> bytes:
+    # Check sha256(preimage) == payment_hash whenever a preimage is read (STYLE.md).
+    if hashlib.sha256(preimage).digest() != payment_hash:
+        raise NodeBadResponse(f"simnet preimage does not hash to {payment_hash.hex()}")
     return preimage
 
 

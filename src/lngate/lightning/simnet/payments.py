@@ -6,13 +6,12 @@ transaction, so resolution works across processes and restarts."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from lngate.domain.errors import NodeError
+from lngate.domain.errors import InvariantBroken, NodeError
 from lngate.lightning import errors
 from lngate.lightning.node import (
     DecodedInvoice,
@@ -39,18 +38,17 @@ class PayOutcome:
 
 
 def _row_to_payment(row: tuple[Any, ...]) -> Payment:
-    payment_hash, status, amount_msat, fee_msat, preimage, failure_reason = row
-    payment = Payment(
-        payment_hash=bytes(payment_hash),
+    raw_hash, status, amount_msat, fee_msat, raw_preimage, failure_reason = row
+    payment_hash = bytes(raw_hash)
+    preimage = None if raw_preimage is None else bytes(raw_preimage)
+    return Payment(
+        payment_hash=payment_hash,
         status=PaymentStatus(status),
         amount_msat=amount_msat,
         fee_msat=fee_msat,
-        preimage=None if preimage is None else bytes(preimage),
+        preimage=None if preimage is None else invoices.checked_preimage(preimage, payment_hash),
         failure_reason=None if failure_reason is None else FailureReason(failure_reason),
     )
-    if payment.preimage is not None:
-        assert hashlib.sha256(payment.preimage).digest() == payment.payment_hash
-    return payment
 
 
 def get_payment(conn: sqlite3.Connection, sender: str, payment_hash: bytes) -> Payment:
@@ -296,7 +294,8 @@ def resolve(conn: sqlite3.Connection, sender: str, payment_hash: bytes, now_ms: 
         " WHERE sender = ? AND payment_hash = ?",
         (sender, payment_hash),
     ).fetchone()
-    assert row is not None and PaymentStatus(row[0]) is PaymentStatus.IN_FLIGHT
+    if row is None or row[0] != PaymentStatus.IN_FLIGHT.value:  # else HTLCs would move twice
+        raise InvariantBroken(f"payment {payment_hash.hex()} of {sender} is not in flight")
     hops = [tuple(hop) for hop in json.loads(row[1])]
     invoice = conn.execute(
         "SELECT state, preimage FROM invoices WHERE payment_hash = ?", (payment_hash,)
