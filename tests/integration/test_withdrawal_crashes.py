@@ -33,7 +33,10 @@ pytestmark = pytest.mark.slow
 
 WITHDRAWALS = 200
 USERS = 20
-CRASHPOINTS = "before_claim:0.01,after_sending_recorded:0.04,after_node_answered:0.04"
+# Crash points draw from an unseeded RNG in each worker process: at these rates a run crashes
+# about 14 times (measured), so the "at least 3 crashes" check below fails by chance about once
+# in 10^4 runs. At 0.04 (8 to 15 crashes) a fresh-clone run once crashed only 4 times.
+CRASHPOINTS = "before_claim:0.01,after_sending_recorded:0.08,after_node_answered:0.08"
 DEADLINE_S = 240
 
 
@@ -108,7 +111,7 @@ async def test_the_worker_survives_sigkill_at_every_step(core: Core) -> None:
         elif proc.returncode == -9:
             crashes += 1
     assert _unfinished(core) == 0, "withdrawals left unfinished"
-    assert crashes >= 5, f"the test meant to crash the worker; it crashed {crashes} times"
+    assert crashes >= 3, f"the test meant to crash the worker; it crashed {crashes} times"
 
     finished = core.read_sync(
         lambda tx: [

@@ -113,6 +113,7 @@ class Process:
 
 
 def _spawn(proc: Process) -> None:
+    _reap_exited()
     with open(proc.log, "ab") as log:
         # A new session: the daemons outlive a `lngate regtest up` that returns,
         # and a Ctrl-C in that terminal does not reach them.
@@ -125,6 +126,15 @@ def _spawn(proc: Process) -> None:
         )
     _CHILDREN[popen.pid] = popen
     proc.pid = popen.pid
+
+
+def _reap_exited() -> None:
+    """Forget (and reap) the children that exited by themselves, as a watch-only lnd does when
+    its signer goes away: a node started again has a new PID, and the old Popen would otherwise
+    stay a zombie until Python warns about it at exit."""
+    for pid, popen in list(_CHILDREN.items()):
+        if popen.poll() is not None:
+            del _CHILDREN[pid]
 
 
 def _is_ours(proc: Process) -> bool:
