@@ -14,6 +14,7 @@ import dataclasses
 import os
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,8 +27,11 @@ from lngate.config import Config, load_config
 from lngate.domain.ledger import AccountKind, Balance
 from lngate.lightning.lnd import LndNode
 from lngate.regtest import LndRestError, Network, RegtestError
+from lngate.services.withdrawals import WithdrawalService
 from lngate.store import users
+from lngate.store import withdrawals as withdrawal_store
 from lngate.store.ledger import get_account
+from lngate.store.withdrawals import Withdrawal
 from lngate.workers.invoice_watcher import InvoiceWatcher
 from lngate.workers.payment_sender import PaymentWorker
 
@@ -137,6 +141,26 @@ def node_account_balance(core: Core) -> Balance:
 
 async def available(core: Core, user_id: str) -> int:
     return (await asyncio.to_thread(user_balance, core, user_id)).available_msat
+
+
+# --- withdrawals through the service layer ---------------------------------------------------
+
+
+async def request(service: WithdrawalService, user_id: str, bolt11: str) -> dict[str, Any]:
+    """A withdrawal to ``bolt11`` as the API would request it (a fresh Idempotency-Key)."""
+    return await service.request(
+        user_id,
+        bolt11=bolt11,
+        lightning_address=None,
+        amount_msat=None,
+        idempotency=(str(uuid.uuid4()), uuid.uuid4().hex),
+    )
+
+
+def withdrawal(core: Core, withdrawal_id: str) -> Withdrawal:
+    w = core.read_sync(lambda tx: withdrawal_store.by_id(tx, withdrawal_id))
+    assert w is not None
+    return w
 
 
 # --- bob and the exchange's lnd, over their REST APIs ----------------------------------------

@@ -29,7 +29,6 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,6 @@ from lngate.services.deposits import create_deposit
 from lngate.services.reconciliation import check_ledger
 from lngate.services.withdrawals import WithdrawalService
 from lngate.store import deposits
-from lngate.store import withdrawals as store
 from lngate.store.deposits import DepositStatus
 from lngate.store.users import Role
 from lngate.store.withdrawals import Withdrawal
@@ -70,10 +68,12 @@ from tests.regtest.lngate_helpers import (
     invoice_state,
     lnd_config,
     pay,
+    request,
     settle_hold,
     spending_node,
     user_balance,
     wait_for,
+    withdrawal,
 )
 
 pytestmark = [pytest.mark.regtest, pytest.mark.regtest_modes("remote-signer")]
@@ -180,22 +180,6 @@ async def signer_reported(admin: AsyncClient) -> tuple[bool, float]:
         if line.startswith("lngate_signer_reachable ")
     ]
     return bool(status["signer"]["reachable"]), gauge
-
-
-async def request(service: WithdrawalService, user_id: str, bolt11: str) -> dict[str, Any]:
-    return await service.request(
-        user_id,
-        bolt11=bolt11,
-        lightning_address=None,
-        amount_msat=None,
-        idempotency=(str(uuid.uuid4()), uuid.uuid4().hex),
-    )
-
-
-def withdrawal(core: Core, withdrawal_id: str) -> Withdrawal:
-    w = core.read_sync(lambda tx: store.by_id(tx, withdrawal_id))
-    assert w is not None
-    return w
 
 
 async def until(core: Core, withdrawal_id: str, status: WithdrawalStatus) -> Withdrawal:

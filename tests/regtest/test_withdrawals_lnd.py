@@ -64,11 +64,13 @@ from tests.regtest.lngate_helpers import (
     lnd_config,
     node_account_balance,
     pay,
+    request,
     running,
     settle_hold,
     settled_channel_balance,
     user_balance,
     wait_for,
+    withdrawal,
 )
 
 pytestmark = pytest.mark.regtest
@@ -137,22 +139,6 @@ async def payment_worker(core: Core) -> AsyncIterator[SpyNode]:
             yield node
     finally:
         await node.close()
-
-
-async def request(service: WithdrawalService, user_id: str, bolt11: str) -> dict[str, Any]:
-    return await service.request(
-        user_id,
-        bolt11=bolt11,
-        lightning_address=None,
-        amount_msat=None,
-        idempotency=(str(uuid.uuid4()), uuid.uuid4().hex),
-    )
-
-
-def withdrawal(core: Core, withdrawal_id: str) -> Withdrawal:
-    w = core.read_sync(lambda tx: store.by_id(tx, withdrawal_id))
-    assert w is not None
-    return w
 
 
 async def until_status(
