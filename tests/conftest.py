@@ -17,10 +17,10 @@ import uvicorn
 
 from lngate.api.admin_app import create_admin_app
 from lngate.api.app import create_app
-from lngate.bootstrap import Core, open_core
+from lngate.bootstrap import Core, accounts_for, open_core, use_cases
 from lngate.config import Config
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
-from lngate.services.accounts import Credentials, adjust, create_user
+from lngate.services.accounts import Credentials
 from lngate.store.db import Database
 from lngate.store.migrate import migrate
 from lngate.workers.invoice_watcher import InvoiceWatcher
@@ -93,9 +93,11 @@ def core(config: Config) -> Iterator[Core]:
 
 
 def funded_user(core: Core, name: str, amount_msat: int = 0) -> Credentials:
-    creds = create_user(core, name)
+    """A new user with ``amount_msat`` credited by an (audited) adjustment."""
+    accounts = accounts_for(core)
+    creds = accounts.create_user_sync(name)
     if amount_msat:
-        adjust(core, name, amount_msat, reason="test funding", actor="test")
+        accounts.adjust_sync(name, amount_msat, reason="test funding", actor="test")
     return creds
 
 
@@ -146,20 +148,34 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.network = SimnetNetwork(core.config.simnet_dir)
         self.node = SimnetNode(self.network)
-        self.watcher = InvoiceWatcher(core, SimnetNode(self.network), sweep_interval_s=0.2)
-        self.payments = PaymentWorker(
-            core, SimnetNode(self.network), poll_s=0.05, track_every_s=0.05
+        watcher_node = SimnetNode(self.network)
+        self.watcher = InvoiceWatcher(
+            use_cases(core, watcher_node).deposits, watcher_node, sweep_interval_s=0.2
         )
-        self.reconciler = Reconciler(core, SimnetNode(self.network))
+        payment_node = SimnetNode(self.network)
+        self.payments = PaymentWorker(
+            use_cases(core, payment_node).payouts,
+            payment_node,
+            core.withdrawal_work,
+            latency=core.metrics.withdrawal_latency,
+            poll_s=0.05,
+            track_every_s=0.05,
+        )
+        self.reconciler = Reconciler(
+            use_cases(core, SimnetNode(self.network)).solvency,
+            interval_s=core.config.reconcile_interval_s,
+        )
         workers = [self.watcher.run, self.payments.run] if watcher else []
         if reconciler:
             workers.append(self.reconciler.run)
-        self._servers = [_ThreadedServer(create_app(core, self.node, workers=workers), self.port)]
+        cases = use_cases(core, self.node)
+        self._servers = [_ThreadedServer(create_app(core, cases, workers=workers), self.port)]
         self.admin_url = ""
         if admin:
             admin_port = free_port()
             self.admin_url = f"http://127.0.0.1:{admin_port}"
-            self._servers.append(_ThreadedServer(create_admin_app(core, self.node), admin_port))
+            admin_app = create_admin_app(core, cases)
+            self._servers.append(_ThreadedServer(admin_app, admin_port))
 
     def __enter__(self) -> LiveServer:
         for server in self._servers:

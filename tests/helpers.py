@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
@@ -18,6 +18,10 @@ from lngate.client import AsyncClient, signed_headers
 from lngate.lightning.bolt11 import encode_bolt11
 from lngate.lightning.node import Network, Payment
 from lngate.lightning.simnet import SimnetNetwork
+
+if TYPE_CHECKING:
+    from lngate.services.withdrawal_review import WithdrawalReview
+    from lngate.workers.payment_sender import PaymentWorker
 
 FEE_LIMIT_MSAT = 50_000
 
@@ -83,16 +87,35 @@ async def read_events(
 
 
 async def request_withdrawal(core: Any, node: Any, user: Any, bolt11: str) -> dict[str, Any]:
-    """A withdrawal through the service layer, as the API would make it (a fresh key)."""
-    from lngate.services.withdrawals import WithdrawalService
+    """A withdrawal through the service layer, as the API would make it (a fresh key): its
+    JSON, as the API answers it."""
+    from lngate.bootstrap import use_cases
 
-    return await WithdrawalService(core, node).request(
+    created = await use_cases(core, node).withdrawal_requests.request(
         user.user_id,
         bolt11=bolt11,
         lightning_address=None,
         amount_msat=None,
         idempotency=(str(uuid.uuid4()), "request"),
     )
+    return created.as_json()
+
+
+def withdrawal_review(core: Any) -> WithdrawalReview:
+    """The operators' review over ``core`` (it needs no node)."""
+    from lngate.services.withdrawal_review import WithdrawalReview
+
+    return WithdrawalReview(core.uow, core.withdrawal_work)
+
+
+def payment_worker(core: Any, node: Any, **options: Any) -> PaymentWorker:
+    """The payment worker over ``node``, wired as ``lngate serve`` wires it."""
+    from lngate.bootstrap import use_cases
+    from lngate.workers.payment_sender import PaymentWorker
+
+    payouts = use_cases(core, node).payouts
+    latency = core.metrics.withdrawal_latency
+    return PaymentWorker(payouts, node, core.withdrawal_work, latency=latency, **options)
 
 
 def wallet_invoice(simnet_dir: Path, wallet: str, amount_msat: int | None, **kw: Any) -> str:
@@ -134,3 +157,22 @@ def foreign_invoice(
         expiry_s=expiry_s,
         description=description,
     )
+
+
+async def create_deposit(
+    core: Any, node: Any, user_id: str, amount_msat: int | None, **kw: Any
+) -> dict[str, Any]:
+    """A deposit through the service layer (``Deposits.create``): its JSON, as the API
+    answers it."""
+    from lngate.bootstrap import use_cases
+
+    created = await use_cases(core, node).deposits.create(user_id, amount_msat, **kw)
+    return created.as_json()
+
+
+def invoice_watcher(core: Any, node: Any, **kw: Any) -> Any:
+    """An invoice watcher following ``node``, over the deposits of ``core`` and ``node``."""
+    from lngate.bootstrap import use_cases
+    from lngate.workers.invoice_watcher import InvoiceWatcher
+
+    return InvoiceWatcher(use_cases(core, node).deposits, node, **kw)

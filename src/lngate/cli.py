@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
@@ -20,11 +19,13 @@ from lngate.cli_support import fail as _fail
 from lngate.cli_support import operator as _operator
 from lngate.cli_support import print_json as _print_json
 from lngate.domain.errors import LngateError
+from lngate.domain.users import Role
 from lngate.lightning.simnet.cli import app as simnet_app
 from lngate.regtest.cli import app as regtest_app
-from lngate.store import audit
-from lngate.store.users import Role
 from lngate.treasury_cli import channels_app, cold_app, treasury_app
+
+if TYPE_CHECKING:
+    from lngate.services.withdrawal_review import WithdrawalReview
 
 GLOBAL_OPTIONS = ("--data-dir", "--config")
 
@@ -129,24 +130,25 @@ def deposit(
     """Print an invoice that deposits to USERNAME when paid (operator tool)."""
     import asyncio
 
-    from lngate.bootstrap import open_node
-    from lngate.services.accounts import require_user
-    from lngate.services.deposits import create_deposit
+    from lngate.bootstrap import NodeRole, open_node, use_cases
+    from lngate.services.deposits import DepositRecord
 
     core = _core()
     core.start_writer()
-    node = open_node(core.config, spending=False)
+    node = open_node(core.config, NodeRole.OPERATOR_TOOL)
+    deposits = use_cases(core, node).deposits
 
-    async def run() -> dict[str, Any]:
+    async def run() -> DepositRecord:
         try:
-            user = await core.read(lambda tx: require_user(tx, username))
             amount_msat = amount_sat * 1000 if amount_sat else None
-            return await create_deposit(core, node, user.id, amount_msat, memo=memo, source="cli")
+            return await deposits.create_for_username(
+                username, amount_msat, memo=memo, source="cli"
+            )
         finally:
             await node.close()
 
     try:
-        _print_json(asyncio.run(run()))
+        _print_json(asyncio.run(run()).as_json())
     except LngateError as exc:
         _fail(exc)
     finally:
@@ -156,17 +158,10 @@ def deposit(
 @app.command()
 def migrate() -> None:
     """Apply pending schema migrations (SQLite or PostgreSQL)."""
-    from lngate.store.db import Database
-    from lngate.store.migrate import current_version
-    from lngate.store.migrate import migrate as run_migrations
+    from lngate.bootstrap import migrate_database
 
-    config = config_from_env()
-    db = Database(config.effective_database_url)
-    try:
-        applied = run_migrations(db)
-        _print_json({"applied": applied, "version": current_version(db)})
-    finally:
-        db.close()
+    applied, version = migrate_database(config_from_env())
+    _print_json({"applied": applied, "version": version})
 
 
 @user_app.command("create")
@@ -175,11 +170,11 @@ def user_create(
     role: Annotated[Role, typer.Option(help="user or merchant")] = Role.USER,
 ) -> None:
     """Create a user and print its credentials once (the secret is not shown again)."""
-    from lngate.services.accounts import create_user
+    from lngate.bootstrap import accounts_for
 
     core = _core()
     try:
-        _print_json(create_user(core, name, role).as_json())
+        _print_json(accounts_for(core).create_user_sync(name, role).as_json())
     except LngateError as exc:
         _fail(exc)
     finally:
@@ -194,13 +189,13 @@ def admin_adjust(
     actor: Annotated[str, typer.Option(help="who is doing this")] = "",
 ) -> None:
     """Credit or debit a user against the adjustments account, with an audit record."""
-    from lngate.services.accounts import adjust
+    from lngate.bootstrap import accounts_for
 
     core = _core()
     try:
         who = actor or _operator()
-        transfer_id = adjust(core, username, amount_msat, reason=reason, actor=who)
-        _print_json({"transfer_id": transfer_id, "username": username, "amount_msat": amount_msat})
+        adjusted = accounts_for(core).adjust_sync(username, amount_msat, reason=reason, actor=who)
+        _print_json(adjusted.as_json())
     except LngateError as exc:
         _fail(exc)
     finally:
@@ -210,33 +205,40 @@ def admin_adjust(
 @admin_app.command("withdrawals")
 def admin_withdrawals() -> None:
     """List the withdrawals waiting for review."""
-    from lngate.services.withdrawals import review_queue
-
     core = _core()
     try:
-        _print_json(core.read_sync(review_queue))
+        _print_json([w.as_json() for w in _review(core).queue_sync()])
     finally:
         core.close()
 
 
+def _review(core: Core) -> WithdrawalReview:
+    """The review use case: it needs no node, so the command line opens none for it."""
+    from lngate.bootstrap import withdrawal_review_for
+
+    return withdrawal_review_for(core)
+
+
 def _decide(
     withdrawal_id: str,
-    decision: Callable[[str, str, str], Any],
+    decision: Literal["approve", "reject"],
     reason: str,
     *,
     waiting_for: str = "review",
 ) -> None:
-    """Apply an operator's decision on a waiting withdrawal (audited by the operation)."""
+    """Apply an operator's decision on a waiting withdrawal (audited by the use case)."""
     core = _core()
     try:
-        result = core.write_sync(decision(withdrawal_id, _operator(), reason))
+        review = _review(core)
+        decide = review.approve_sync if decision == "approve" else review.reject_sync
+        result = decide(withdrawal_id, _operator(), reason)
         if result is None:
             message = f"withdrawal {withdrawal_id} is not waiting for {waiting_for}"
             typer.echo(
                 json.dumps({"error": {"code": "NOT_IN_REVIEW", "message": message}}), err=True
             )
             raise typer.Exit(2)
-        _print_json(result)
+        _print_json(result.as_json())
     except LngateError as exc:
         _fail(exc)
     finally:
@@ -249,9 +251,7 @@ def admin_approve(
     reason: Annotated[str, typer.Option(help="why; kept in the audit log")] = "reviewed",
 ) -> None:
     """Approve a withdrawal in review; the payment worker then sends it."""
-    from lngate.services.withdrawals import approve_op
-
-    _decide(withdrawal_id, approve_op, reason)
+    _decide(withdrawal_id, "approve", reason)
 
 
 @admin_app.command("reject")
@@ -261,9 +261,7 @@ def admin_reject(
 ) -> None:
     """Reject a withdrawal not yet sent (in review, or approved and waiting, e.g. while its
     user is frozen); its hold is released."""
-    from lngate.services.withdrawals import reject_with_audit_op
-
-    _decide(withdrawal_id, reject_with_audit_op, reason, waiting_for="review or sending")
+    _decide(withdrawal_id, "reject", reason, waiting_for="review or sending")
 
 
 @app.command()
@@ -276,25 +274,30 @@ def reconcile(
     report is stored, a failure halts withdrawals, and the exit code is 1."""
     import asyncio
 
-    from lngate.bootstrap import open_node, open_signer_probe
+    from lngate.bootstrap import (
+        NodeRole,
+        administration_for,
+        open_node,
+        open_signer_probe,
+        use_cases,
+    )
     from lngate.domain.errors import NodeError
-    from lngate.services.reconciliation import check_ledger
-    from lngate.services.solvency import reconcile as full_reconcile
 
     core = _core()
     try:
         if not node:
-            ledger = core.read_sync(check_ledger)
+            ledger = administration_for(core).check_ledger_sync()
             _print_json(ledger.as_json())
             if not ledger.ok:
                 raise typer.Exit(1)
             return
         core.start_writer()
-        lightning = open_node(core.config, spending=True)
+        lightning = open_node(core.config, NodeRole.RECONCILER)
+        solvency = use_cases(core, lightning).solvency
 
         async def run() -> dict[str, Any]:
             try:
-                return await full_reconcile(core, lightning, actor="cli:reconcile")
+                return (await solvency.reconcile(actor="cli:reconcile")).as_json()
             finally:
                 await lightning.close()
 
@@ -315,12 +318,12 @@ def reconcile(
 @admin_app.command("halt")
 def admin_halt(reason: Annotated[str, typer.Option(help="why; kept in the audit log")]) -> None:
     """Halt withdrawals now (deposits and transfers go on)."""
-    from lngate.services import halt
+    from lngate.bootstrap import administration_for
 
     core = _core()
     try:
-        changed = core.write_sync(lambda tx: halt.halt(tx, reason=reason, actor=_operator()))
-        _print_json({"halted": True, "changed": changed})
+        changed = administration_for(core).halt_sync(reason=reason, actor=_operator())
+        _print_json(changed.as_json())
     except LngateError as exc:
         _fail(exc)
     finally:
@@ -335,19 +338,16 @@ def admin_resume(
     ] = None,
 ) -> None:
     """Resume withdrawals after a halt."""
-    from lngate.services import halt
+    from lngate.bootstrap import administration_for
 
     core = _core()
     try:
-        changed = core.write_sync(
-            lambda tx: halt.resume(
-                tx,
-                reason=reason,
-                actor=_operator(),
-                acknowledge_shortfall_msat=acknowledge_shortfall_msat,
-            )
+        changed = administration_for(core).resume_sync(
+            reason=reason,
+            actor=_operator(),
+            acknowledge_shortfall_msat=acknowledge_shortfall_msat,
         )
-        _print_json({"halted": False, "changed": changed})
+        _print_json(changed.as_json())
     except LngateError as exc:
         _fail(exc)
     finally:
@@ -355,12 +355,13 @@ def admin_resume(
 
 
 def _set_frozen(username: str, frozen: bool, reason: str) -> None:
-    from lngate.services.admin import set_frozen_op
+    from lngate.bootstrap import administration_for
 
     core = _core()
     try:
-        changed = core.write_sync(set_frozen_op(username, frozen, reason=reason, actor=_operator()))
-        _print_json({"username": username, "frozen": frozen, "changed": changed})
+        admin = administration_for(core)
+        change = admin.set_frozen_sync(username, frozen, reason=reason, actor=_operator())
+        _print_json(change.as_json())
     except LngateError as exc:
         _fail(exc)
     finally:
@@ -386,11 +387,11 @@ def admin_unfreeze(
 @admin_key_app.command("create")
 def admin_key_create(name: str) -> None:
     """Create an admin key for the admin API (printed once)."""
-    from lngate.services.accounts import create_user
+    from lngate.bootstrap import accounts_for
 
     core = _core()
     try:
-        _print_json(create_user(core, name, Role.ADMIN).as_json())
+        _print_json(accounts_for(core).create_user_sync(name, Role.ADMIN).as_json())
     except LngateError as exc:
         _fail(exc)
     finally:
@@ -400,12 +401,13 @@ def admin_key_create(name: str) -> None:
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Verify the audit log's hash chain; exit 1 if a record was altered or removed."""
+    from lngate.bootstrap import administration_for
+
     core = _core()
     try:
-        problems = core.read_sync(audit.verify)
-        count = core.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM audit_log"))
-        _print_json({"ok": not problems, "records": int(count), "problems": problems})
-        if problems:
+        verification = administration_for(core).verify_audit_sync()
+        _print_json(verification.as_json())
+        if not verification.ok:
             raise typer.Exit(1)
     finally:
         core.close()

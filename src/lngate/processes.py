@@ -198,12 +198,12 @@ def prepare_cluster(config: Config) -> None:
     """What must happen once, before the children start: check the database is migrated, create
     the server key, and audit a configuration change (once, not once per child)."""
     from lngate.bootstrap import open_core
-    from lngate.services.config_audit import audit_config_change
+    from lngate.services.config_audit import ConfigAudit
 
     _require_migrated(config)
     core = open_core(config)
     try:
-        audit_config_change(core)
+        ConfigAudit(core.uow, core.config).record_change_sync()
     finally:
         core.close()
 

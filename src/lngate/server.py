@@ -24,11 +24,11 @@ import uvicorn
 from lngate.api.admin_app import create_admin_app
 from lngate.api.app import Worker, create_app
 from lngate.api.drain import Drain
-from lngate.bootstrap import Core, open_core, open_node, open_signer_probe
+from lngate.bootstrap import Core, NodeRole, open_core, open_node, use_cases
 from lngate.config import Config
 from lngate.logs import configure_logging
 from lngate.processes import listen_or_exit
-from lngate.services.config_audit import audit_config_change
+from lngate.services.config_audit import ConfigAudit
 from lngate.workers.invoice_watcher import InvoiceWatcher
 from lngate.workers.payment_sender import PaymentWorker
 from lngate.workers.reconciler import Reconciler
@@ -40,14 +40,27 @@ SHUTDOWN_GRACE_S = 5  # for the requests in flight at SIGTERM; then uvicorn canc
 
 
 def background_workers(core: Core, config: Config) -> list[Worker]:
-    """The workers one process runs beside the API on the embedded default."""
-    watcher_node = open_node(config, spending=False)
-    payment_node = open_node(config, spending=True)  # the only holder of the spending credential
+    """The workers one process runs beside the API on the embedded default, each with its own
+    node connection and the credential its role needs."""
+    watcher_node = open_node(config, NodeRole.INVOICE_WATCHER)
+    payment_node = open_node(config, NodeRole.PAYMENT_WORKER)
+    treasury_node = open_node(config, NodeRole.TREASURY)
+    books_node = open_node(config, NodeRole.RECONCILER)
+    treasury = use_cases(core, treasury_node)
     return [
-        InvoiceWatcher(core, watcher_node).run,
-        PaymentWorker(core, payment_node, signer=open_signer_probe(config)).run,
-        Reconciler(core, open_node(config, spending=True)).run,
-        TreasuryWorker(core, open_node(config, spending=True)).run,
+        InvoiceWatcher(use_cases(core, watcher_node).deposits, watcher_node, clock=core.clock).run,
+        PaymentWorker(
+            use_cases(core, payment_node).payouts,
+            payment_node,
+            core.withdrawal_work,
+            latency=core.metrics.withdrawal_latency,
+        ).run,
+        Reconciler(
+            use_cases(core, books_node).solvency, interval_s=config.reconcile_interval_s
+        ).run,
+        TreasuryWorker(
+            treasury.cold_storage, treasury.onchain_books, treasury_node, config.treasury
+        ).run,
     ]
 
 
@@ -83,7 +96,7 @@ def run_server(config: Config, *, with_workers: bool = True, reuse_port: bool = 
         core = open_core(config)
         core.start_writer()
         try:
-            audit_config_change(core)
+            ConfigAudit(core.uow, config).record_change_sync()
             asyncio.run(_serve_all(core, config, with_workers, listeners))
         finally:
             core.close()
@@ -96,14 +109,13 @@ async def _serve_all(
     core: Core, config: Config, with_workers: bool, listeners: list[list[socket.socket]]
 ) -> None:
     """``listeners``: the public listener's sockets, then the admin listener's if it is on."""
-    node = open_node(config, spending=False)
+    node = open_node(config, NodeRole.PUBLIC_API)
     workers = background_workers(core, config) if with_workers else []
-    servers = [_uvicorn(create_app(core, node, workers=workers), config.host, config.port)]
+    public = create_app(core, use_cases(core, node), workers=workers)
+    servers = [_uvicorn(public, config.host, config.port)]
     if config.admin_port:
-        treasury_node = open_node(config, spending=True)
-        servers.append(
-            _uvicorn(create_admin_app(core, treasury_node), config.admin_host, config.admin_port)
-        )
+        admin = create_admin_app(core, use_cases(core, open_node(config, NodeRole.TREASURY)))
+        servers.append(_uvicorn(admin, config.admin_host, config.admin_port))
 
     def stop_all() -> None:
         for server in servers:

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 
-from lngate.bootstrap import Core
+from lngate.bootstrap import NodeRole, UseCases
 from lngate.cli_support import config_from_env, fail, operator, print_json
 from lngate.domain.errors import LngateError
 from lngate.lightning.node import Node
+from lngate.workers.treasury import TreasuryWorker
 
 T = TypeVar("T")
 
@@ -25,18 +27,31 @@ treasury_app = typer.Typer(help="The hot float: status and sweeps to cold.", no_
 channels_app = typer.Typer(help="Channels, opened with a cold close address.", no_args_is_help=True)
 
 
-def _run(action: Callable[[Core, Node], Awaitable[T]], *, spending: bool) -> T:
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """What one command works with: the use cases over a node, and the treasury worker (for
+    the commands that run one step of it now)."""
+
+    cases: UseCases
+    worker: TreasuryWorker
+
+
+def _run(action: Callable[[_Session], Awaitable[T]], *, role: NodeRole) -> T:
     """Open the core (with its writer) and a node, run ``action``, close both; a refusal is
     printed as ``{"error": ...}`` with exit code 2."""
-    from lngate.bootstrap import open_core, open_node
+    from lngate.bootstrap import open_core, open_node, use_cases
 
     core = open_core(config_from_env())
     core.start_writer()
 
     async def main() -> T:
-        node = open_node(core.config, spending=spending)
+        node: Node = open_node(core.config, role)
         try:
-            return await action(core, node)
+            cases = use_cases(core, node)
+            worker = TreasuryWorker(
+                cases.cold_storage, cases.onchain_books, node, core.config.treasury
+            )
+            return await action(_Session(cases, worker))
         finally:
             await node.close()
 
@@ -54,16 +69,14 @@ def cold_import(
     count: Annotated[int, typer.Option(help="addresses to derive from an xpub/descriptor")] = 100,
 ) -> None:
     """Import cold addresses, checked for the node's network; one bad line imports nothing."""
-    from lngate.services.treasury import import_cold
-
     text = file.read_text(encoding="utf-8")
 
-    async def action(core: Core, node: Node) -> dict[str, Any]:
-        network = (await node.get_info()).network
-        result = await import_cold(core, text, network, count=count, source_name=file.name)
-        return {"network": network.value, **result.as_json()}
+    async def action(s: _Session) -> dict[str, Any]:
+        cold = s.cases.cold_storage
+        result = await cold.import_addresses(text, count=count, source_name=file.name)
+        return result.as_json()
 
-    print_json(_run(action, spending=False))
+    print_json(_run(action, role=NodeRole.OPERATOR_TOOL))
 
 
 @cold_app.command("list")
@@ -71,33 +84,30 @@ def cold_list(
     limit: Annotated[int, typer.Option(help="at most this many")] = 1000,
 ) -> None:
     """The cold addresses, in hand-out order, with what used them."""
-    from lngate.services.treasury import cold_address_list
 
-    async def action(core: Core, node: Node) -> list[dict[str, Any]]:
-        return await cold_address_list(core, limit=limit)
+    async def action(s: _Session) -> list[dict[str, Any]]:
+        return [a.as_json() for a in await s.cases.cold_storage.addresses(limit=limit)]
 
-    print_json(_run(action, spending=False))
+    print_json(_run(action, role=NodeRole.OPERATOR_TOOL))
 
 
 @treasury_app.command("status")
 def treasury_status() -> None:
     """On-chain and channel balances, cold totals, the cap and what would be swept now."""
-    from lngate.services.treasury import treasury_status as status
 
-    async def action(core: Core, node: Node) -> dict[str, Any]:
-        return (await status(core, node)).as_json()
+    async def action(s: _Session) -> dict[str, Any]:
+        return (await s.cases.treasury_status.report()).as_json()
 
     # Wallet balances need onchain:read, which the invoice-only credential lacks.
-    print_json(_run(action, spending=True))
+    print_json(_run(action, role=NodeRole.TREASURY))
 
 
 @treasury_app.command("sweep")
 def treasury_sweep() -> None:
     """Run one sweep now (what the treasury worker does every interval)."""
-    from lngate.workers.treasury import TreasuryWorker
 
-    async def action(core: Core, node: Node) -> dict[str, Any]:
-        result = await TreasuryWorker(core, node).sweep_once()
+    async def action(s: _Session) -> dict[str, Any]:
+        result = await s.worker.sweep_once()
         if result is None:
             return {"swept": False}
         return {
@@ -109,19 +119,18 @@ def treasury_sweep() -> None:
             "recovered": result.recovered,
         }
 
-    print_json(_run(action, spending=True))
+    print_json(_run(action, role=NodeRole.TREASURY))
 
 
 @treasury_app.command("book-closes")
 def treasury_book_closes() -> None:
     """Book cooperative channel closes to cold and channel funding fees now (what the treasury
     worker does every interval); prints the closes booked."""
-    from lngate.workers.treasury import TreasuryWorker
 
-    async def action(core: Core, node: Node) -> list[dict[str, Any]]:
-        return [c.as_json() for c in await TreasuryWorker(core, node).book_once()]
+    async def action(s: _Session) -> list[dict[str, Any]]:
+        return [c.as_json() for c in await s.worker.book_once()]
 
-    print_json(_run(action, spending=True))
+    print_json(_run(action, role=NodeRole.TREASURY))
 
 
 @channels_app.command("open")
@@ -132,20 +141,21 @@ def channels_open(
     reason: Annotated[str, typer.Option(help="why; kept in the audit log")] = "cli",
 ) -> None:
     """Open a channel whose cooperative close can only pay a fresh cold address (audited)."""
-    from lngate.services.treasury import open_channel_to_cold
 
-    async def action(core: Core, node: Node) -> dict[str, Any]:
-        opened = await open_channel_to_cold(
-            core, node, peer, amount_sat, push_sat=push_sat, actor=operator(), reason=reason
+    async def action(s: _Session) -> dict[str, Any]:
+        opened = await s.cases.channels.open_to_cold(
+            peer, amount_sat, push_sat=push_sat, actor=operator(), reason=reason
         )
         return opened.as_json()
 
-    print_json(_run(action, spending=True))
+    print_json(_run(action, role=NodeRole.TREASURY))
 
 
 @channels_app.command("list")
 def channels_list() -> None:
     """Channels with capacity, local and remote balance, and close address."""
-    from lngate.services.treasury import list_channels
 
-    print_json(_run(list_channels, spending=False))
+    async def action(s: _Session) -> list[dict[str, Any]]:
+        return [c.as_json() for c in await s.cases.channels.list()]
+
+    print_json(_run(action, role=NodeRole.OPERATOR_TOOL))

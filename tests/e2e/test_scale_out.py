@@ -19,11 +19,10 @@ import httpx
 import psycopg
 import pytest
 
-from lngate.bootstrap import open_core
+from lngate.bootstrap import accounts_for, open_core
 from lngate.client import AsyncClient, Client, signed_headers
 from lngate.config import load_config
 from lngate.lightning.simnet import SimnetNetwork
-from lngate.services.accounts import adjust, create_user
 from lngate.store.db import Database
 from lngate.store.migrate import migrate
 from tests.conftest import (
@@ -67,9 +66,11 @@ class Cluster:
         """What ``lngate user create`` and ``lngate admin adjust`` do, without a process each."""
         core = open_core(load_config(env=self.env))
         try:
-            creds = create_user(core, name)
+            creds = accounts_for(core).create_user_sync(name)
             if amount_msat:
-                adjust(core, name, amount_msat, reason="test funding", actor="test")
+                accounts_for(core).adjust_sync(
+                    name, amount_msat, reason="test funding", actor="test"
+                )
         finally:
             core.close()
         return creds.as_json()

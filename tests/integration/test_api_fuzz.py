@@ -42,12 +42,12 @@ from hypothesis import strategies as st
 
 from lngate.api.admin_app import create_admin_app
 from lngate.api.app import create_app
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, accounts_for, use_cases
 from lngate.config import Config, Limits
 from lngate.domain.withdrawals import WithdrawalStatus
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
-from lngate.services import deposits, halt, lnurl_client
-from lngate.services.accounts import Credentials, adjust, create_user
+from lngate.services import halt, lnurl_client
+from lngate.services.accounts import Credentials
 from lngate.services.reconciliation import check_ledger
 from lngate.store import system_state, users
 from lngate.store.db import Database, Tx
@@ -194,16 +194,18 @@ class World:
 def world(core: Core) -> Iterator[World]:
     network = SimnetNetwork(core.config.simnet_dir)
     node = SimnetNode(network)
-    fuzzer = create_user(core, FUZZ_USER)
-    rich = create_user(core, RICH_USER)
-    adjust(core, RICH_USER, RICH_FUNDS_MSAT, reason="fuzz test funding", actor="test")
-    admin = create_user(core, ADMIN_USER, Role.ADMIN)
+    fuzzer = accounts_for(core).create_user_sync(FUZZ_USER)
+    rich = accounts_for(core).create_user_sync(RICH_USER)
+    accounts_for(core).adjust_sync(
+        RICH_USER, RICH_FUNDS_MSAT, reason="fuzz test funding", actor="test"
+    )
+    admin = accounts_for(core).create_user_sync(ADMIN_USER, Role.ADMIN)
     # One open (never paid) deposit of the fuzz user, for lookups by id to find: made under
     # the default limits, which the fuzzed apps never see.
     limited = core.config
     core.config = dataclasses.replace(limited, limits=Limits())
     try:
-        deposit = asyncio.run(deposits.create_deposit(core, node, fuzzer.user_id, 10_000))
+        deposit = asyncio.run(use_cases(core, node).deposits.create(fuzzer.user_id, 10_000))
     finally:
         core.config = limited
     invoices = (
@@ -213,7 +215,7 @@ def world(core: Core) -> Iterator[World]:
         network.create_invoice("carol", 10_000, created_at=1_600_000_000, expiry_s=60).bolt11,
     )
     try:
-        yield World(core, node, fuzzer, rich, admin, str(deposit["id"]), invoices)
+        yield World(core, node, fuzzer, rich, admin, deposit.id, invoices)
     finally:
         network.close()
 
@@ -347,7 +349,7 @@ def _set_state(w: World, state: str) -> None:
             users.set_status(tx, w.fuzzer.user_id, UserStatus.FROZEN)
 
     if state != "normal":
-        w.core.write_sync(op)
+        w.core.uow.write_sync(op)
 
 
 def _restore(w: World) -> None:
@@ -368,8 +370,8 @@ def _restore(w: World) -> None:
         for c in people:
             users.set_status(tx, c.user_id, UserStatus.ACTIVE)
 
-    if w.core.read_sync(changed):
-        w.core.write_sync(undo)
+    if w.core.uow.read_sync(changed):
+        w.core.uow.write_sync(undo)
 
 
 def _check(route: Route | None, sent: Request, out: Outcome, moved: bool) -> None:
@@ -402,7 +404,7 @@ class _Run:
         self._clients = iter(range(1, 2**24))
 
     def snapshot(self) -> dict[str, Any]:
-        return self.w.core.read_sync(ledger_snapshot)
+        return self.w.core.uow.read_sync(ledger_snapshot)
 
     def send(self, runner: asyncio.Runner, plan: Request) -> None:
         """Send one request and check it; raises what is wrong with the answer."""
@@ -493,7 +495,7 @@ def _fuzz(w: World, app: Any, routes: list[Route], keys: dict[str, tuple[str, st
         message = f"the fuzz found {len(distinct)} distinct failures"
         raise BaseExceptionGroup(message, [*distinct.values()])
     assert run.snapshot() == start
-    assert w.core.read_sync(check_ledger).ok
+    assert w.core.uow.read_sync(check_ledger).ok
     missed = [str(r) for r in routes if not run.reached[r]]
     assert not missed, f"routes never reached: {missed}"
     unauthenticated = [str(r) for r in routes if r.signed and not run.authenticated[r]]
@@ -512,7 +514,7 @@ def test_fuzzing_every_public_route_never_5xx_and_never_moves_money(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.CRITICAL, logger="lngate")  # each crash is raised with its traceback
-    app = create_app(world.core, world.node)
+    app = create_app(world.core, use_cases(world.core, world.node))
     routes = routes_of(app)
     assert _enumerated(routes) >= PUBLIC_ROUTES, PUBLIC_ROUTES - _enumerated(routes)
     keys = {
@@ -526,7 +528,7 @@ def test_fuzzing_every_admin_route_never_5xx_and_never_moves_money(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.CRITICAL, logger="lngate")  # each crash is raised with its traceback
-    app = create_admin_app(world.core, world.node)
+    app = create_admin_app(world.core, use_cases(world.core, world.node))
     routes = routes_of(app)
     assert _enumerated(routes) >= ADMIN_ROUTES, ADMIN_ROUTES - _enumerated(routes)
     keys = {

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from lngate.bootstrap import accounts_for
 from lngate.client import AsyncClient, signed_headers
 from lngate.services.reconciliation import check_ledger
 from tests.conftest import LiveServer, funded_user
@@ -86,7 +87,7 @@ async def test_100_concurrent_transfers_from_10_000_msat_exactly_10_succeed(
     assert {r.json()["error"]["code"] for r in refused} == {"INSUFFICIENT_FUNDS"}
     assert await balance(live_server, alice) == 0
     assert await balance(live_server, bob) == 10_000
-    assert live_server.core.read_sync(check_ledger).ok
+    assert live_server.core.uow.read_sync(check_ledger).ok
 
 
 async def test_the_same_idempotency_key_20_times_at_once_moves_money_once(
@@ -119,9 +120,7 @@ async def test_a_refused_transfer_does_not_consume_its_idempotency_key(
     async with client(live_server, alice) as c:
         first = await c.post("/v1/transfers", payload, idempotency_key="k")
         assert first.json()["error"]["code"] == "INSUFFICIENT_FUNDS"
-        from lngate.services.accounts import adjust
-
-        adjust(live_server.core, "alice", 1_000, reason="top up", actor="test")
+        accounts_for(live_server.core).adjust_sync("alice", 1_000, reason="top up", actor="test")
         retry = await c.post("/v1/transfers", payload, idempotency_key="k")
     assert retry.status_code == 201
 

@@ -10,18 +10,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from lngate.bootstrap import open_core
+from lngate.bootstrap import accounts_for, open_core
 from lngate.cli import app
 from lngate.client import AsyncClient
 from lngate.config import Config
-from lngate.lightning.node import Network
-from lngate.lightning.simnet import SimnetNetwork
-from lngate.services.accounts import create_user
-from lngate.services.treasury import import_cold
+from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.store import audit
 from lngate.store import treasury as store
 from lngate.store.audit import AuditRecord
 from lngate.store.users import Role
+from tests import treasury_support as ts
 from tests.conftest import LiveServer, started_core
 
 
@@ -35,7 +33,7 @@ def _audit(config: Config) -> tuple[list[AuditRecord], list[str]]:
     """The audit log and the breaks in its chain, read by a core of our own."""
     core = open_core(config)
     try:
-        return core.read_sync(audit.records), core.read_sync(audit.verify)
+        return core.uow.read_sync(audit.records), core.uow.read_sync(audit.verify)
     finally:
         core.close()
 
@@ -106,7 +104,7 @@ def test_an_open_the_node_refused_is_not_audited(
     core = open_core(config)
     try:
         # The cold address was handed out before the node was asked and stays so, unused.
-        assert core.read_sync(store.counts) == store.ColdCounts(free=1, pending=1, used=0)
+        assert core.uow.read_sync(store.counts) == store.ColdCounts(free=1, pending=1, used=0)
     finally:
         core.close()
 
@@ -114,8 +112,9 @@ def test_an_open_the_node_refused_is_not_audited(
 async def test_the_admin_api_open_is_audited_by_the_use_case(config: Config) -> None:
     cold = _cold_addresses(config, 2)
     with started_core(config) as core, LiveServer(core, watcher=False, admin=True) as server:
-        await import_cold(core, "\n".join(cold), Network.SIMNET)
-        creds = create_user(core, "root", Role.ADMIN)
+        cold_storage = ts.cold_storage(core, SimnetNode(server.network))
+        await cold_storage.import_addresses("\n".join(cold))
+        creds = accounts_for(core).create_user_sync("root", Role.ADMIN)
         async with AsyncClient(server.admin_url, creds.api_key, creds.api_secret) as admin:
             peer = server.network.pubkey("carol")
             r = await admin.post("/admin/v1/channels", {"peer": peer, "amount_sat": 200_000})

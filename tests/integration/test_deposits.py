@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, use_cases
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.lightning import errors as node_errors
+from lngate.lightning.node import Node
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.services.reconciliation import check_ledger
 from lngate.workers.invoice_watcher import InvoiceWatcher
@@ -21,6 +25,10 @@ from tests.helpers import available_msat, eventually, pay_from_wallet, read_even
 
 def client(server: LiveServer, creds: object) -> AsyncClient:
     return AsyncClient(server.url, creds.api_key, creds.api_secret)  # type: ignore[attr-defined]
+
+
+def watcher_of(core: Core, node: Node, **kw: float) -> InvoiceWatcher:
+    return InvoiceWatcher(use_cases(core, node).deposits, node, **kw)
 
 
 async def test_a_paid_deposit_is_credited_once_and_announced_live(live_server: LiveServer) -> None:
@@ -59,7 +67,7 @@ async def test_a_paid_deposit_is_credited_once_and_announced_live(live_server: L
         assert second.status.value == "failed"
         await asyncio.sleep(0.3)
         assert await available_msat(c) == 25_000
-    assert live_server.core.read_sync(check_ledger).ok
+    assert live_server.core.uow.read_sync(check_ledger).ok
 
 
 async def test_amount_limits_are_enforced_with_the_limits_in_the_message(
@@ -126,7 +134,7 @@ async def test_a_settlement_seen_twice_credits_once(live_server: LiveServer) -> 
         await live_server.watcher.handle(invoice)
         await live_server.watcher.handle(invoice)
         assert await available_msat(c) == 5_000
-    assert live_server.core.read_sync(check_ledger).ok
+    assert live_server.core.uow.read_sync(check_ledger).ok
 
 
 @pytest.fixture
@@ -163,7 +171,7 @@ async def test_deposits_paid_while_the_watcher_was_down_are_credited_once(core: 
                 pay_from_wallet(core.config.simnet_dir, "carol", d["bolt11"])
             await asyncio.sleep(0.3)
             assert await available_msat(c) == 0  # nobody is watching yet
-            watcher = InvoiceWatcher(core, SimnetNode(server.network))
+            watcher = watcher_of(core, SimnetNode(server.network))
             stop = asyncio.Event()
             task = asyncio.create_task(watcher.run(stop))
 
@@ -174,7 +182,7 @@ async def test_deposits_paid_while_the_watcher_was_down_are_credited_once(core: 
             stop.set()
             await task
             # a second watcher start replays nothing twice
-            again = InvoiceWatcher(core, SimnetNode(server.network))
+            again = watcher_of(core, SimnetNode(server.network))
             stop2 = asyncio.Event()
             task2 = asyncio.create_task(again.run(stop2))
             await asyncio.sleep(0.5)
@@ -182,7 +190,7 @@ async def test_deposits_paid_while_the_watcher_was_down_are_credited_once(core: 
             await task2
             assert await available_msat(c) == 6_000
             assert again.credited == 0
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 async def test_a_settlement_found_by_the_expiry_poll_does_not_move_the_resume_point(
@@ -197,17 +205,15 @@ async def test_a_settlement_found_by_the_expiry_poll_does_not_move_the_resume_po
     ):
         network = SimnetNetwork(config.simnet_dir)
         node = SimnetNode(network)
-        from lngate.services.deposits import create_deposit
-
         alice = funded_user(long_lived, "alice")
-        early = await create_deposit(long_lived, node, alice.user_id, 5_000)
-        brief = await create_deposit(short, node, alice.user_id, 6_000)
-        pay_from_wallet(config.simnet_dir, "carol", early["bolt11"])
-        pay_from_wallet(config.simnet_dir, "carol", brief["bolt11"])
+        early = await use_cases(long_lived, node).deposits.create(alice.user_id, 5_000)
+        brief = await use_cases(short, node).deposits.create(alice.user_id, 6_000)
+        pay_from_wallet(config.simnet_dir, "carol", early.bolt11)
+        pay_from_wallet(config.simnet_dir, "carol", brief.bolt11)
         await asyncio.sleep(2.1)  # BOLT 11 seconds: the brief one is past its expiry
-        poller = InvoiceWatcher(long_lived, node, expiry_grace_s=0)
+        poller = watcher_of(long_lived, node, expiry_grace_s=0)
         assert await poller.sweep_once() == 1  # credits the brief deposit only
-        watcher = InvoiceWatcher(long_lived, SimnetNode(network))
+        watcher = watcher_of(long_lived, SimnetNode(network))
         stop = asyncio.Event()
         task = asyncio.create_task(watcher.run(stop))
 
@@ -219,7 +225,7 @@ async def test_a_settlement_found_by_the_expiry_poll_does_not_move_the_resume_po
                 user = user_by_id(tx, alice.user_id)
                 return get_account(tx, user.account_id).balance.available_msat
 
-            return int(long_lived.read_sync(read))
+            return int(long_lived.uow.read_sync(read))
 
         for _ in range(200):
             if balance() == 11_000:
@@ -229,3 +235,35 @@ async def test_a_settlement_found_by_the_expiry_poll_does_not_move_the_resume_po
         await task
         assert balance() == 11_000
         network.close()
+
+
+def test_the_cli_prints_the_deposit_as_the_api_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lngate.cli import app
+
+    monkeypatch.setenv("LNGATE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("LNGATE_DATABASE_URL", raising=False)
+    monkeypatch.delenv("LNGATE_CONFIG", raising=False)
+    runner = CliRunner()
+    assert runner.invoke(app, ["user", "create", "alice"]).exit_code == 0
+    result = runner.invoke(app, ["deposit", "alice", "2", "--memo", "hi"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output)
+    assert list(printed) == [
+        "id",
+        "bolt11",
+        "payment_hash",
+        "amount_msat",
+        "amount_paid_msat",
+        "memo",
+        "source",
+        "status",
+        "created_at",
+        "expires_at",
+        "settled_at",
+    ]
+    assert (printed["amount_msat"], printed["memo"], printed["source"]) == (2_000, "hi", "cli")
+    assert result.output == json.dumps(printed, indent=2) + "\n"
+    unknown = runner.invoke(app, ["deposit", "nobody", "2"])
+    assert unknown.exit_code != 0 and "UNKNOWN_USER" in unknown.output

@@ -16,12 +16,11 @@ import pytest
 
 from lngate.api.app import create_app
 from lngate.api.request_limits import RequestLimits
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, accounts_for, use_cases
 from lngate.client import signed_headers
 from lngate.config import Config
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.security.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
-from lngate.services.accounts import create_user
 from lngate.store.users import Role
 from tests.conftest import LiveServer, funded_user, started_core
 
@@ -52,7 +51,7 @@ def _books(core: Core) -> tuple[Any, ...]:
             tx.scalar("SELECT COUNT(*) FROM withdrawals"),
         )
 
-    return core.read_sync(read)
+    return core.uow.read_sync(read)
 
 
 async def _send(
@@ -234,7 +233,7 @@ async def test_an_unknown_key_a_wrong_signature_and_a_key_of_another_listener_lo
     server: LiveServer,
 ) -> None:
     alice = funded_user(server.core, "alice")
-    ops = create_user(server.core, "ops", Role.ADMIN)
+    ops = accounts_for(server.core).create_user_sync("ops", Role.ADMIN)
     answers = [
         await _send(server.url, "GET", "/v1/account", creds)
         for creds in (
@@ -249,7 +248,7 @@ async def test_an_unknown_key_a_wrong_signature_and_a_key_of_another_listener_lo
 
 async def test_an_admin_key_name_is_not_an_address(server: LiveServer) -> None:
     alice = funded_user(server.core, "alice", 10_000_000)
-    create_user(server.core, "ops", Role.ADMIN)
+    accounts_for(server.core).create_user_sync("ops", Role.ADMIN)
     before = _books(server.core)
     body = orjson.dumps({"to": "ops", "amount_msat": 1000})
     r = await _send(
@@ -308,7 +307,7 @@ async def test_lnurl_callbacks_are_rate_limited_per_client_address(config: Confi
     with started_core(replace(config, lnurl_callbacks_per_minute=3)) as core:
         funded_user(core, "alice")
         network = SimnetNetwork(core.config.simnet_dir)
-        app = create_app(core, SimnetNode(network))
+        app = create_app(core, use_cases(core, SimnetNode(network)))
 
         async def callback(client: str) -> httpx.Response:
             transport = httpx.ASGITransport(app=app, client=(client, 5000))
@@ -320,7 +319,7 @@ async def test_lnurl_callbacks_are_rate_limited_per_client_address(config: Confi
             assert [r.status_code for r in answers] == [200, 200, 200, 429]
             assert answers[3].json()["status"] == "ERROR"
             assert "pr" in (await callback("198.51.100.1")).json()  # another address is served
-            deposits = core.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM deposits"))
+            deposits = core.uow.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM deposits"))
             assert deposits == 4  # the refused callback minted nothing
         finally:
             network.close()

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, use_cases
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.domain.withdrawals import WithdrawalStatus
@@ -25,21 +25,21 @@ from lngate.lightning import errors as node_errors
 from lngate.lightning.node import InvoiceState
 from lngate.lightning.simnet import FaultKind, SimnetNetwork, SimnetNode
 from lngate.services.accounts import Credentials, account_view
-from lngate.services.deposits import create_deposit
 from lngate.services.reconciliation import check_ledger
-from lngate.services.withdrawals import WithdrawalService, approve_op
 from lngate.store import deposits, users
 from lngate.store import withdrawals as store
 from lngate.store.db import Tx
 from lngate.workers.invoice_watcher import InvoiceWatcher
-from lngate.workers.payment_sender import PaymentWorker
 from tests.conftest import LiveServer, funded_user, started_core
 from tests.helpers import (
     available_msat,
+    create_deposit,
     eventually,
     pay_from_wallet,
+    payment_worker,
     request_withdrawal,
     wait_status,
+    withdrawal_review,
 )
 
 FUNDS = 10_000_000
@@ -63,9 +63,9 @@ def balance_msat(core: Core, creds: Credentials) -> int:
     def read(tx: Tx) -> int:
         user = users.user_by_id(tx, creds.user_id)
         assert user is not None
-        return int(account_view(tx, user, "test")["available_msat"])
+        return account_view(tx, user, "test").available_msat
 
-    return core.read_sync(read)
+    return core.uow.read_sync(read)
 
 
 def assert_settled_once(
@@ -73,9 +73,9 @@ def assert_settled_once(
 ) -> None:
     assert balance_msat(core, payer) == FUNDS - AMOUNT
     assert balance_msat(core, recipient) == AMOUNT
-    deposit = core.read_sync(lambda tx: deposits.by_hash(tx, hash_hex))
+    deposit = core.uow.read_sync(lambda tx: deposits.by_hash(tx, hash_hex))
     assert deposit is not None and deposit.status.value == "settled"
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 @pytest.mark.parametrize("latency_ms", [0, 5, 20, 100])
@@ -114,7 +114,9 @@ async def test_a_node_that_is_down_before_the_hold_creates_nothing(
         assert (await c.get("/v1/withdrawals")).json()["withdrawals"] == []
         account = (await c.get("/v1/account")).json()
         assert account["available_msat"] == FUNDS and account["pending_msat"] == 0
-    stored = live_server.core.read_sync(lambda tx: deposits.by_hash(tx, deposit["payment_hash"]))
+    stored = live_server.core.uow.read_sync(
+        lambda tx: deposits.by_hash(tx, deposit["payment_hash"])
+    )
     assert stored is not None and stored.status.value == "open" and stored.reserved_by is None
 
 
@@ -141,9 +143,9 @@ async def test_a_node_failing_after_the_hold_never_answers_an_error(core: Core) 
     deposit = await create_deposit(core, node, bob.user_id, AMOUNT)
     w = await request_withdrawal(core, node, alice, deposit["bolt11"])
     assert w["status"] == "sending"  # held, durable, and not an error
-    worker = PaymentWorker(core, node, poll_s=0.01, track_every_s=0.0)
+    worker = payment_worker(core, node, poll_s=0.01, track_every_s=0.0)
     await worker.run_until_idle(timeout_s=10)
-    finished = core.read_sync(lambda tx: store.by_id(tx, w["id"]))
+    finished = core.uow.read_sync(lambda tx: store.by_id(tx, w["id"]))
     assert finished is not None and finished.status is WithdrawalStatus.SUCCEEDED
     assert_settled_once(core, alice, bob, deposit["payment_hash"])
     network.close()
@@ -195,7 +197,10 @@ async def test_the_watcher_seeing_our_cancel_never_closes_the_deposit_first(
     network = SimnetNetwork(core.config.simnet_dir)
     node_class = {"before": CancelSeenAtOnce, "during": CancelSeenDuring, "after": SimnetNode}
     node = node_class[when](network)
-    watcher = InvoiceWatcher(core, SimnetNode(network), expiry_grace_s=-100_000)
+    watcher_node = SimnetNode(network)
+    watcher = InvoiceWatcher(
+        use_cases(core, watcher_node).deposits, watcher_node, expiry_grace_s=-100_000
+    )
     node.watcher = watcher  # type: ignore[attr-defined]
     deposit = await create_deposit(core, node, bob.user_id, AMOUNT)
     w = await request_withdrawal(core, node, alice, deposit["bolt11"])
@@ -230,10 +235,11 @@ async def test_an_invoice_paid_from_outside_meanwhile_fails_the_withdrawal_and_c
     assert w["status"] == "failed" and "outside" in w["note"], w
     assert balance_msat(core, alice) == FUNDS
     assert balance_msat(core, bob) == AMOUNT  # the outside payment, credited once
-    watcher = InvoiceWatcher(core, SimnetNode(network))
+    watcher_node = SimnetNode(network)
+    watcher = InvoiceWatcher(use_cases(core, watcher_node).deposits, watcher_node)
     await watcher.handle(await node.lookup_invoice(bytes.fromhex(deposit["payment_hash"])))
     assert balance_msat(core, bob) == AMOUNT
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
     network.close()
 
 
@@ -260,19 +266,20 @@ async def test_internal_settlement_survives_a_crash_at_every_step(review_core: C
     node = SimnetNode(network)
     payers = [funded_user(core, f"payer{i}", FUNDS) for i in range(4)]
     recipients = [funded_user(core, f"recipient{i}") for i in range(4)]
-    service = WithdrawalService(core, node)
+    requests = use_cases(core, node).withdrawal_requests
+    review = withdrawal_review(core)
     hashes = []
     for i in range(40):
         deposit = await create_deposit(core, node, recipients[i % 4].user_id, AMOUNT)
-        w = await service.request(
+        w = await requests.request(
             payers[i % 4].user_id,
             bolt11=deposit["bolt11"],
             lightning_address=None,
             amount_msat=None,
             idempotency=(str(uuid.uuid4()), str(i)),
         )
-        assert w["status"] == "review"
-        await core.write(approve_op(w["id"], "test", "looks fine"))
+        assert w.status is WithdrawalStatus.REVIEW
+        await review.approve(w.id, "test", "looks fine")
         hashes.append(deposit["payment_hash"])
     env = {
         **os.environ,
@@ -284,7 +291,7 @@ async def test_internal_settlement_survives_a_crash_at_every_step(review_core: C
     crashes, deadline = 0, time.monotonic() + 120
 
     def unfinished() -> int:
-        return int(core.read_sync(lambda tx: tx.scalar(UNFINISHED)))
+        return int(core.uow.read_sync(lambda tx: tx.scalar(UNFINISHED)))
 
     while unfinished() and time.monotonic() < deadline:
         proc = subprocess.Popen(
@@ -307,11 +314,11 @@ async def test_internal_settlement_survives_a_crash_at_every_step(review_core: C
     for recipient in recipients:
         assert balance_msat(core, recipient) == 10 * AMOUNT
     for payment_hash in hashes:
-        deposit = core.read_sync(lambda tx, h=payment_hash: deposits.by_hash(tx, h))
+        deposit = core.uow.read_sync(lambda tx, h=payment_hash: deposits.by_hash(tx, h))
         assert deposit is not None and deposit.status.value == "settled"
         invoice = await node.lookup_invoice(bytes.fromhex(payment_hash))
         assert invoice.state is InvoiceState.CANCELED  # nobody outside can pay it as well
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
     network.close()
 
 
@@ -361,8 +368,8 @@ async def test_a_cancel_the_node_refuses_fails_the_withdrawal_instead_of_looping
     w = await request_withdrawal(core, node, alice, deposit["bolt11"])
     assert w["status"] == "failed" and "cancel" in w["note"], w
     assert balance_msat(core, alice) == FUNDS and balance_msat(core, bob) == 0
-    released = core.read_sync(lambda tx: deposits.by_hash(tx, deposit["payment_hash"]))
+    released = core.uow.read_sync(lambda tx: deposits.by_hash(tx, deposit["payment_hash"]))
     assert released is not None and released.status.value == "open"
     assert released.reserved_by is None  # an ordinary deposit again: payable from outside
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
     network.close()

@@ -48,7 +48,7 @@ def _open_accounts(core: Core, ref: ReferenceLedger) -> list[int]:
             ids.append(create_account(tx, f"test:{tag}:{i}", AccountKind.USER, flags))
         return ids
 
-    ids = core.write_sync(op)
+    ids = core.uow.write_sync(op)
     for i, account_id in enumerate(ids):
         ref.open_account(
             account_id,
@@ -70,24 +70,24 @@ def test_sql_ledger_matches_the_reference_and_keeps_every_invariant(core: Core, 
     # fund the users from the node so there is something to move
     for i in range(N_USERS):
         spec = TransferSpec(f"fund:{uuid.uuid4()}", node, ids[i], 10_000)
-        assert ref.apply(spec) is core.write_sync(lambda tx, s=spec: apply_transfer(tx, s))
+        assert ref.apply(spec) is core.uow.write_sync(lambda tx, s=spec: apply_transfer(tx, s))
     holds: list[str] = []
     written: list[TransferSpec] = []
     for kind, a, b, amount, h in steps:
         spec = _spec(kind, ids[a], ids[b], amount, h, holds, written)
         expected = ref.apply(spec)
-        got = core.write_sync(lambda tx, s=spec: apply_transfer(tx, s))
+        got = core.uow.write_sync(lambda tx, s=spec: apply_transfer(tx, s))
         assert got is expected, (spec, got, expected)
         if kind == "hold" and got is TransferResult.OK:
             holds.append(spec.id)
         if got is TransferResult.OK:
             written.append(spec)
     for account_id in ids:
-        stored = core.read_sync(lambda tx, i=account_id: get_account(tx, i))
+        stored = core.uow.read_sync(lambda tx, i=account_id: get_account(tx, i))
         assert stored is not None and stored.balance == ref.balance(account_id)
         if account_id != node:
             assert stored.balance.available_msat >= 0
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 def _spec(kind, debit, credit, amount, h, holds, written) -> TransferSpec:  # type: ignore[no-untyped-def]
@@ -110,7 +110,7 @@ def test_concurrent_writers_never_overdraw(core: Core) -> None:
     ref = ReferenceLedger()
     ids = _open_accounts(core, ref)
     user, other, node = ids[0], ids[1], ids[N_USERS]
-    core.write_sync(lambda tx: apply_transfer(tx, TransferSpec("seed", node, user, 10_000)))
+    core.uow.write_sync(lambda tx: apply_transfer(tx, TransferSpec("seed", node, user, 10_000)))
     results: list[TransferResult] = []
     lock = threading.Lock()
 
@@ -129,9 +129,9 @@ def test_concurrent_writers_never_overdraw(core: Core) -> None:
         t.join()
     assert results.count(TransferResult.OK) == 10
     assert results.count(TransferResult.EXCEEDS_CREDITS) == 90
-    account = core.read_sync(lambda tx: get_account(tx, user))
+    account = core.uow.read_sync(lambda tx: get_account(tx, user))
     assert account is not None and account.balance.available_msat == 0
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 async def test_a_caller_that_gives_up_does_not_break_the_writer(core: Core) -> None:
@@ -145,11 +145,11 @@ async def test_a_caller_that_gives_up_does_not_break_the_writer(core: Core) -> N
         slow.wait(5)
         return 1
 
-    first = asyncio.ensure_future(core.write(blocking))  # occupies the writer
+    first = asyncio.ensure_future(core.uow.write(blocking))  # occupies the writer
     await asyncio.sleep(0.05)
-    doomed = asyncio.ensure_future(core.write(lambda tx: 2))  # queued behind it
+    doomed = asyncio.ensure_future(core.uow.write(lambda tx: 2))  # queued behind it
     await asyncio.sleep(0.05)
     doomed.cancel()
     slow.set()
     assert await asyncio.wait_for(first, 5) == 1
-    assert await asyncio.wait_for(core.write(lambda tx: 3), 5) == 3  # the writer still works
+    assert await asyncio.wait_for(core.uow.write(lambda tx: 3), 5) == 3  # the writer still works

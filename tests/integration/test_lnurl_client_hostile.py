@@ -26,6 +26,7 @@ from lngate.lightning.simnet import SimnetNetwork
 from lngate.services.lnurl_client import (
     JSON_MAX_DEPTH,
     DestinationNotAllowed,
+    HttpLnurlResolver,
     LnurlFailed,
     check_destination,
     parse_address,
@@ -214,6 +215,22 @@ async def test_an_honest_service_yields_its_checked_invoice(service: HostileLnur
     assert service.asked == [PAY_PATH, "/cb"]
 
 
+async def test_the_resolver_port_resolves_as_the_function_does(
+    service: HostileLnurlService,
+) -> None:
+    pr = await HttpLnurlResolver(allow_private=True).resolve_invoice(service.address, AMOUNT_MSAT)
+    assert decode_bolt11(pr).amount_msat == AMOUNT_MSAT
+
+
+async def test_the_resolver_port_refuses_private_hosts_unless_allowed(
+    service: HostileLnurlService,
+) -> None:
+    # Without allow_private it asks for https on a public address: loopback is not one.
+    with pytest.raises(DestinationNotAllowed):
+        await HttpLnurlResolver(allow_private=False).resolve_invoice(service.address, AMOUNT_MSAT)
+    assert service.asked == []
+
+
 # -- the address our user typed -------------------------------------------------------------------
 
 
@@ -379,6 +396,13 @@ async def test_one_deadline_bounds_the_whole_resolution(
     with pytest.raises(LnurlFailed, match="did not resolve within 1 s"):
         await resolve(service, deadline_s=1.0)
     assert time.monotonic() - started < 2.0
+
+
+async def test_the_resolver_port_keeps_its_deadline(service: HostileLnurlService) -> None:
+    service.answers[PAY_PATH] = delayed(3_600, raw(b""))
+    resolver = HttpLnurlResolver(allow_private=True, deadline_s=0.5)
+    with pytest.raises(LnurlFailed, match=r"did not resolve within 0\.5 s"):
+        await resolver.resolve_invoice(service.address, AMOUNT_MSAT)
 
 
 # -- size -----------------------------------------------------------------------------------------

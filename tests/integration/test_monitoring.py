@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from lngate.bootstrap import Core, open_node
-from lngate.services.monitoring import books_snapshot
-from lngate.services.solvency import reconcile
+from lngate.bootstrap import Core, NodeRole, open_node, use_cases
+from lngate.services.monitoring import Monitoring
 from tests.conftest import funded_user
 
 
 def test_a_fresh_book_shows_what_users_are_owed_and_no_reconciliation(core: Core) -> None:
     funded_user(core, "alice", 123_000)
 
-    snap = core.read_sync(books_snapshot)
+    snap = Monitoring(core.uow, signer=None).books_sync()
 
     assert snap.liabilities_msat == 123_000
     assert snap.pending_withdrawals_msat == 0
@@ -20,21 +19,25 @@ def test_a_fresh_book_shows_what_users_are_owed_and_no_reconciliation(core: Core
     assert snap.deposits_by_status == {} and snap.withdrawals_by_status == {}
 
 
+def test_a_node_without_a_remote_signer_has_no_signer_gauge(core: Core) -> None:
+    assert Monitoring(core.uow, signer=None).signer_reachable_sync() is None
+
+
 async def test_the_last_reconciliation_gives_the_node_figures(core: Core) -> None:
     funded_user(core, "alice", 123_000)
-    node = open_node(core.config, spending=True)
+    node = open_node(core.config, NodeRole.RECONCILER)
     try:
-        report = await reconcile(core, node)
+        cases = use_cases(core, node)
+        report = await cases.solvency.reconcile()
     finally:
         await node.close()
 
-    last = core.read_sync(books_snapshot).last_reconciliation
+    last = cases.monitoring.books_sync().last_reconciliation
 
     assert last is not None
-    assert last.node_assets_msat == report["node"]["assets_msat"]
-    assert last.shortfall_msat == report["shortfall_msat"]
-    assert last.liquidity_warnings == len(report["warnings"])
-    node_figures = report["node"]
+    assert last.node_assets_msat == report.node.assets_msat
+    assert last.shortfall_msat == report.shortfall_msat
+    assert last.liquidity_warnings == len(report.warnings)
     assert last.hot_float_msat == (
-        node_figures["onchain_confirmed_sat"] * 1000 + node_figures["channel_local_msat"]
+        report.node.onchain_confirmed_sat * 1000 + report.node.channel_local_msat
     )

@@ -22,10 +22,11 @@ from pydantic import BaseModel
 from lngate.api import errors, schemas
 from lngate.api.admin_app import create_admin_app
 from lngate.api.app import create_app
+from lngate.bootstrap import use_cases
 from lngate.config import Config
 from lngate.domain.ledger import HoldState, TransferFlag
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
-from lngate.services import treasury
+from lngate.services import channels
 from lngate.store.deposits import DepositStatus
 from lngate.store.users import Role, UserStatus
 from tests.conftest import started_core
@@ -50,7 +51,7 @@ def apps(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Apps]:
     )
     with started_core(config) as core, SimnetNetwork(config.simnet_dir) as network:
         node = SimnetNode(network)
-        yield Apps(create_app(core, node), create_admin_app(core, node))
+        yield Apps(create_app(core, cases := use_cases(core, node)), create_admin_app(core, cases))
 
 
 def served(app: FastAPI) -> dict[str, Any]:
@@ -245,7 +246,7 @@ def test_response_literals_match_the_enums() -> None:
 
 
 def test_response_models_read_records_and_dicts_alike() -> None:
-    opened = treasury.ChannelOpened("txid:0", "02" + "a" * 64, 100_000, 0, "bcrt1qcold")
+    opened = channels.ChannelOpened("txid:0", "02" + "a" * 64, 100_000, 0, "bcrt1qcold")
     from_record = schemas.ChannelOpened.model_validate(opened)
     assert from_record == schemas.ChannelOpened.model_validate(opened.as_json())
     assert from_record.model_dump() == opened.as_json()

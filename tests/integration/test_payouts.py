@@ -19,17 +19,15 @@ from pathlib import Path
 import pytest
 
 import lngate.workers.payment_sender
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, administration_for
 from lngate.domain.ledger import Balance
 from lngate.domain.withdrawals import WithdrawalStatus
 from lngate.lightning.lnd.signer import SignerHealth, SignerProbe
 from lngate.lightning.node import FailureReason, Payment, PaymentStatus
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
-from lngate.services import halt
 from lngate.services.accounts import Credentials
-from lngate.services.payouts import LIQUIDITY_NOTE, SIGNER_AWAY_NOTE, Payouts
+from lngate.services.payouts import IN_FLIGHT_CAP_NOTE, LIQUIDITY_NOTE, SIGNER_AWAY_NOTE, Payouts
 from lngate.services.reconciliation import check_ledger
-from lngate.services.withdrawals import IN_FLIGHT_CAP_NOTE
 from lngate.store import users
 from lngate.store import withdrawals as store
 from lngate.store.db import Tx
@@ -65,7 +63,7 @@ async def approved(
 
 
 def stored(core: Core, withdrawal_id: str) -> Withdrawal:
-    w = core.read_sync(lambda tx: store.by_id(tx, withdrawal_id))
+    w = core.uow.read_sync(lambda tx: store.by_id(tx, withdrawal_id))
     assert w is not None
     return w
 
@@ -78,7 +76,13 @@ def balance(core: Core, user: Credentials) -> Balance:
         assert account is not None
         return account.balance
 
-    return core.read_sync(read)
+    return core.uow.read_sync(read)
+
+
+def payouts_over(core: Core, node: SimnetNode, signer: SignerProbe | None = None) -> Payouts:
+    """The use case over ``node``, as bootstrap builds it for a payment worker."""
+    policy = core.config.withdrawals
+    return Payouts(core.uow, node, policy, core.system_accounts, core.clock, signer=signer)
 
 
 async def claimed(payouts: Payouts, w: Withdrawal) -> Withdrawal:
@@ -111,6 +115,7 @@ def test_the_payment_worker_imports_nothing_from_the_store() -> None:
         elif isinstance(n, ast.Import):
             imported += [a.name for a in n.names]
     assert [m for m in imported if m.startswith("lngate.store")] == []
+    assert "lngate.bootstrap" not in imported  # given its use case, not the core
     assert "lambda tx" not in source
 
 
@@ -119,7 +124,7 @@ async def test_a_claim_commits_sending_before_anything_is_paid_and_only_once(
 ) -> None:
     alice = funded_user(core, "alice", FUNDS)
     w = await approved(core, node, alice)
-    payouts = Payouts(core, node)
+    payouts = payouts_over(core, node)
     work = await payouts.next_round()
     assert [x.id for x in work.claimable] == [w.id] and work.in_flight == ()
     claimed = await payouts.claim(w)
@@ -143,7 +148,7 @@ async def test_two_workers_racing_never_claim_the_same_withdrawal(
     round after round: each withdrawal is claimed by one of them, once, and a user's later
     withdrawal never before an earlier one."""
     people = [funded_user(core, f"u{i}", FUNDS) for i in range(6)]
-    first, second = Payouts(core, SimnetNode(net)), Payouts(core, SimnetNode(net))
+    first, second = payouts_over(core, SimnetNode(net)), payouts_over(core, SimnetNode(net))
     made = [await approved(core, SimnetNode(net), people[i % 6]) for i in range(18)]
     waiting, won = made, []
     for _ in range(20):
@@ -167,17 +172,13 @@ async def test_two_workers_racing_never_claim_the_same_withdrawal(
 async def test_a_claim_waits_while_withdrawals_are_halted(core: Core, node: SimnetNode) -> None:
     alice = funded_user(core, "alice", FUNDS)
     w = await approved(core, node, alice)
-    payouts = Payouts(core, node)
-    core.write_sync(lambda tx: halt.halt(tx, reason="drill", actor="test"))
+    payouts = payouts_over(core, node)
+    administration_for(core).halt_sync(reason="drill", actor="test")
     assert await payouts.claim(w) is None
     waiting = stored(core, w.id)
     assert waiting.status is WithdrawalStatus.APPROVED
     assert waiting.note == "waiting: withdrawals are halted (drill)"
-    core.write_sync(
-        lambda tx: halt.resume(
-            tx, reason="drill over", actor="test", acknowledge_shortfall_msat=None
-        )
-    )
+    administration_for(core).resume_sync(reason="drill over", actor="test")
     claimed = await payouts.claim(waiting)
     assert claimed is not None and claimed.status is WithdrawalStatus.SENDING
     assert claimed.note == ""  # the reason it waited is gone
@@ -187,7 +188,7 @@ async def test_a_claim_waits_while_the_remote_signer_is_away(core: Core, node: S
     alice = funded_user(core, "alice", FUNDS)
     w = await approved(core, node, alice)
     signer = Signer()
-    payouts = Payouts(core, node, signer=signer)
+    payouts = payouts_over(core, node, signer)
     assert await payouts.claim(w) is None
     assert signer.checks == 1
     waiting = stored(core, w.id)
@@ -203,7 +204,7 @@ async def test_a_claim_waits_for_outbound_liquidity(
     w = await approved(core, node, alice, amount_msat=100_000)
     local = net.balances("exchange").channel_local_msat
     net.faults.lose_funds("exchange", channel_msat=local - 50_000)  # 50 sat left to send
-    assert await Payouts(core, node).claim(w) is None
+    assert await payouts_over(core, node).claim(w) is None
     waiting = stored(core, w.id)
     assert (waiting.status, waiting.note) == (WithdrawalStatus.APPROVED, LIQUIDITY_NOTE)
 
@@ -214,7 +215,7 @@ async def test_a_claim_waits_while_the_user_is_at_their_in_flight_cap(
     cap = core.config.withdrawals.user_sending_max_count
     alice = funded_user(core, "alice", FUNDS)
     ws = [await approved(core, node, alice) for _ in range(cap + 1)]
-    payouts = Payouts(core, node)
+    payouts = payouts_over(core, node)
     for w in ws[:cap]:
         assert await payouts.claim(w) is not None
     assert await payouts.claim(ws[cap]) is None
@@ -225,7 +226,7 @@ async def test_a_claim_waits_while_the_user_is_at_their_in_flight_cap(
 
 async def test_a_success_posts_the_hold_once(core: Core, node: SimnetNode) -> None:
     alice = funded_user(core, "alice", FUNDS)
-    payouts = Payouts(core, node)
+    payouts = payouts_over(core, node)
     w = await claimed(payouts, await approved(core, node, alice))
     payment = await node.pay(w.bolt11, fee_limit_msat=w.fee_reserve_msat)
     assert payment.status is PaymentStatus.SUCCEEDED and payment.preimage is not None
@@ -238,12 +239,12 @@ async def test_a_success_posts_the_hold_once(core: Core, node: SimnetNode) -> No
     after = balance(core, alice)
     assert after.debits_pending_msat == 0
     assert after.available_msat == FUNDS - AMOUNT_MSAT - payment.fee_msat
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 async def test_an_answer_that_is_not_final_keeps_the_hold(core: Core, node: SimnetNode) -> None:
     alice = funded_user(core, "alice", FUNDS)
-    payouts = Payouts(core, node)
+    payouts = payouts_over(core, node)
     w = await claimed(payouts, await approved(core, node, alice))
     held = balance(core, alice).debits_pending_msat
     assert held == AMOUNT_MSAT + w.fee_reserve_msat
@@ -256,7 +257,7 @@ async def test_an_answer_that_is_not_final_keeps_the_hold(core: Core, node: Simn
 
 async def test_a_failure_voids_the_hold_once(core: Core, node: SimnetNode) -> None:
     alice = funded_user(core, "alice", FUNDS)
-    payouts = Payouts(core, node)
+    payouts = payouts_over(core, node)
     w = await claimed(payouts, await approved(core, node, alice))
     failed = Payment(
         bytes.fromhex(w.payment_hash), PaymentStatus.FAILED, failure_reason=FailureReason.NO_ROUTE
@@ -266,17 +267,17 @@ async def test_a_failure_voids_the_hold_once(core: Core, node: SimnetNode) -> No
     done = stored(core, w.id)
     assert (done.status, done.note) == (WithdrawalStatus.FAILED, "payment failed: no_route")
     assert balance(core, alice) == Balance(credits_posted_msat=FUNDS)
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 async def test_only_the_latest_attempt_can_fail_and_one_worker_wins_each_attempt(
     core: Core, node: SimnetNode
 ) -> None:
     alice = funded_user(core, "alice", FUNDS)
-    payouts = Payouts(core, node)
+    payouts = payouts_over(core, node)
     w = await claimed(payouts, await approved(core, node, alice))
     # two workers found it unknown to the node: only one may send it again
-    again = await asyncio.gather(payouts.next_attempt(w), Payouts(core, node).next_attempt(w))
+    again = await asyncio.gather(payouts.next_attempt(w), payouts_over(core, node).next_attempt(w))
     winners = [a for a in again if a is not None]
     assert len(winners) == 1 and winners[0].attempts == 2
     assert stored(core, w.id).attempts == 2

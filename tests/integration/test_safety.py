@@ -10,11 +10,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, accounts_for, administration_for
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.lightning.simnet import SimnetNetwork
-from lngate.services.accounts import create_user
 from lngate.store.users import Role
 from tests.conftest import LiveServer, funded_user, started_core
 from tests.helpers import available_msat, eventually, pay_from_wallet, wait_status, wallet_invoice
@@ -29,7 +28,7 @@ def watchful_core(config: Config) -> Iterator[Core]:
 
 
 def admin_client(server: LiveServer, core: Core) -> AsyncClient:
-    creds = create_user(core, "operator", Role.ADMIN)
+    creds = accounts_for(core).create_user_sync("operator", Role.ADMIN)
     return AsyncClient(server.admin_url, creds.api_key, creds.api_secret)
 
 
@@ -103,8 +102,7 @@ async def test_a_shortfall_halts_withdrawals_and_an_operator_resumes_them(
 
 async def test_approved_withdrawals_wait_while_halted(core: Core) -> None:
     from lngate.lightning.simnet import SimnetNode
-    from lngate.services import halt
-    from lngate.workers.payment_sender import PaymentWorker
+    from tests.helpers import payment_worker
 
     with LiveServer(core, watcher=False) as server:  # no worker yet: it stays approved
         alice = funded_user(core, "alice", FUNDS)
@@ -112,8 +110,8 @@ async def test_approved_withdrawals_wait_while_halted(core: Core) -> None:
         async with AsyncClient(server.url, alice.api_key, alice.api_secret) as c:
             r = await c.post("/v1/withdrawals", {"bolt11": wallet_invoice(simnet, "carol", 10_000)})
             assert r.json()["status"] == "approved"
-            core.write_sync(lambda tx: halt.halt(tx, reason="drill", actor="test"))
-            worker = PaymentWorker(core, SimnetNode(SimnetNetwork(simnet)), poll_s=0.05)
+            administration_for(core).halt_sync(reason="drill", actor="test")
+            worker = payment_worker(core, SimnetNode(SimnetNetwork(simnet)), poll_s=0.05)
             stop = asyncio.Event()
             task = asyncio.create_task(worker.run(stop))
 
@@ -122,11 +120,7 @@ async def test_approved_withdrawals_wait_while_halted(core: Core) -> None:
                 return w["status"] == "approved" and "halted" in w["note"]
 
             await eventually(waiting, what="the approved withdrawal to wait while halted")
-            core.write_sync(
-                lambda tx: halt.resume(
-                    tx, reason="drill over", actor="test", acknowledge_shortfall_msat=None
-                )
-            )
+            administration_for(core).resume_sync(reason="drill over", actor="test")
             done = await wait_status(c, r.json()["id"], {"succeeded", "failed"})
             stop.set()
             await task
@@ -136,12 +130,11 @@ async def test_approved_withdrawals_wait_while_halted(core: Core) -> None:
 async def test_a_frozen_user_cannot_withdraw_or_transfer(
     live_server: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from lngate.services.admin import set_frozen_op
-
     alice = funded_user(live_server.core, "alice", FUNDS)
     funded_user(live_server.core, "bob")
     simnet = live_server.core.config.simnet_dir
-    live_server.core.write_sync(set_frozen_op("alice", True, reason="kyc review", actor="test"))
+    admin = administration_for(live_server.core)
+    admin.set_frozen_sync("alice", True, reason="kyc review", actor="test")
     caplog.set_level(logging.WARNING)
     async with AsyncClient(live_server.url, alice.api_key, alice.api_secret) as c:
         w = await c.post("/v1/withdrawals", {"bolt11": wallet_invoice(simnet, "carol", 10_000)})
@@ -153,7 +146,7 @@ async def test_a_frozen_user_cannot_withdraw_or_transfer(
         frozen = [r for r in caplog.records if "ACCOUNT_FROZEN" in r.getMessage()]
         assert len(frozen) == 2 and all(r.levelno == logging.WARNING for r in frozen)
         assert {getattr(r, "user_id", None) for r in frozen} == {alice.user_id}
-        live_server.core.write_sync(set_frozen_op("alice", False, reason="cleared", actor="t"))
+        admin.set_frozen_sync("alice", False, reason="cleared", actor="t")
         assert (
             await c.post("/v1/transfers", {"to": "bob", "amount_msat": 1_000})
         ).status_code == 201
@@ -179,7 +172,7 @@ async def test_user_keys_get_nothing_from_the_admin_listener(admin_server: LiveS
 
 
 async def test_admin_routes_do_not_exist_on_the_public_listener(admin_server: LiveServer) -> None:
-    admin_creds = create_user(admin_server.core, "root", Role.ADMIN)
+    admin_creds = accounts_for(admin_server.core).create_user_sync("root", Role.ADMIN)
     async with AsyncClient(admin_server.url, admin_creds.api_key, admin_creds.api_secret) as c:
         for path in ("/admin/v1/withdrawals", "/admin/v1/audit", "/metrics"):
             assert (await c.get(path)).status_code == 404
@@ -191,14 +184,14 @@ async def test_admin_routes_do_not_exist_on_the_public_listener(admin_server: Li
 
 
 async def test_treasury_and_channels_on_the_admin_api(admin_server: LiveServer) -> None:
-    from lngate.lightning.node import Network
-    from lngate.services.treasury import import_cold
+    from lngate.lightning.simnet import SimnetNode
+    from tests.treasury_support import cold_storage
 
     with SimnetNetwork(admin_server.core.config.simnet_dir) as net:
         cold = [net.new_address("dave") for _ in range(3)]  # addresses the node holds no key to
         dave = net.pubkey("dave")
         net.fund_onchain("exchange", 2_000_000)
-    await import_cold(admin_server.core, "\n".join(cold), Network.SIMNET)
+        await cold_storage(admin_server.core, SimnetNode(net)).import_addresses("\n".join(cold))
     async with admin_client(admin_server, admin_server.core) as admin:
         status = (await admin.get("/admin/v1/treasury")).json()
         assert status["cold"]["addresses_free"] == 3

@@ -33,12 +33,12 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from lngate.api.admin_app import create_admin_app
 from lngate.api.app import create_app
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, accounts_for, use_cases
 from lngate.client import signed_headers
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.security.signing import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
 from lngate.services import lnurl_client
-from lngate.services.accounts import Credentials, adjust, create_user
+from lngate.services.accounts import Credentials
 from lngate.store.users import Role
 from tests.helpers import request_withdrawal
 
@@ -146,10 +146,10 @@ def no_name_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def world(core: Core) -> World:
-    alice = create_user(core, "alice")
-    adjust(core, "alice", FUNDS_MSAT, reason="schemathesis funding", actor="test")
-    bob = create_user(core, "bob")
-    admin = create_user(core, "root", Role.ADMIN)
+    alice = accounts_for(core).create_user_sync("alice")
+    accounts_for(core).adjust_sync("alice", FUNDS_MSAT, reason="schemathesis funding", actor="test")
+    bob = accounts_for(core).create_user_sync("bob")
+    admin = accounts_for(core).create_user_sync("root", Role.ADMIN)
     secrets = {c.api_key: c.api_secret for c in (alice, bob, admin)}
     return World(core, alice, bob, admin, Signer(secrets))
 
@@ -167,7 +167,7 @@ def _load(app: Any) -> OpenApiSchema:
 
 @pytest.fixture
 def public_schema(world: World, network: SimnetNetwork) -> Iterator[OpenApiSchema]:
-    app = create_app(world.core, SimnetNode(network))
+    app = create_app(world.core, use_cases(world.core, SimnetNode(network)))
     try:
         yield _load(app)
     finally:
@@ -176,7 +176,7 @@ def public_schema(world: World, network: SimnetNetwork) -> Iterator[OpenApiSchem
 
 @pytest.fixture
 def admin_schema(world: World, network: SimnetNetwork) -> Iterator[OpenApiSchema]:
-    app = create_admin_app(world.core, SimnetNode(network))
+    app = create_admin_app(world.core, use_cases(world.core, SimnetNode(network)))
     try:
         yield _load(app)
     finally:

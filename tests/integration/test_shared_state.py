@@ -12,7 +12,7 @@ import pytest
 
 from lngate.api.admin_app import create_admin_app
 from lngate.api.app import create_app
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, accounts_for, use_cases
 from lngate.client import signed_headers
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.security.replay_guards import (
@@ -20,7 +20,6 @@ from lngate.security.replay_guards import (
     MemoryReplayGuard,
     replay_guard_for,
 )
-from lngate.services.accounts import create_user
 from lngate.store import events
 from lngate.store.db import Database, Dialect
 from lngate.store.migrate import available_migrations, current_version
@@ -80,7 +79,7 @@ async def test_expired_signatures_are_cleaned_up(core: Core) -> None:
         assert await guard.forget_expired(60_000) == 5
     finally:
         guard.close()
-    remaining = core.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM replay_guard"))
+    remaining = core.uow.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM replay_guard"))
     assert remaining == 1
 
 
@@ -122,7 +121,7 @@ def test_a_dialect_only_migration_runs_on_its_dialect_and_is_recorded_on_both(
     assert "lngate_transfer_batch" in postgres_sql
     assert "lngate_transfer_batch" not in sqlite_sql
     assert current_version(core.db) == available_migrations(core.db.dialect)[-1][0]
-    has_function = core.read_sync(
+    has_function = core.uow.read_sync(
         lambda tx: (
             tx.dialect is Dialect.POSTGRES
             and tx.scalar("SELECT COUNT(*) FROM pg_proc WHERE proname = 'lngate_transfer_batch'")
@@ -136,13 +135,13 @@ async def test_the_shared_guard_stops_with_its_app(core: Core) -> None:
     if core.db.dialect is not Dialect.POSTGRES:
         pytest.skip("SQLite's guard is memory only")
     alice = funded_user(core, "alice")
-    ops = create_user(core, "ops", Role.ADMIN)
+    ops = accounts_for(core).create_user_sync("ops", Role.ADMIN)
     network = SimnetNetwork(core.config.simnet_dir)
     try:
         node = SimnetNode(network)
         listeners = [
-            (create_app(core, node), alice, "/v1/account"),
-            (create_admin_app(core, node), ops, "/admin/v1/status"),
+            (create_app(core, use_cases(core, node)), alice, "/v1/account"),
+            (create_admin_app(core, use_cases(core, node)), ops, "/admin/v1/status"),
         ]
         for app, creds, path in listeners:
             before = _guard_threads()  # other tests' apps may have left theirs

@@ -52,7 +52,7 @@ class World:
     def __init__(self, core: Core, prefix: str) -> None:
         self.core = core
         self.prefix = prefix
-        self.users: list[User] = core.write_sync(self._open)
+        self.users: list[User] = core.uow.write_sync(self._open)
 
     def _open(self, tx: Tx) -> list[User]:
         adjustments = self.core.system_accounts[AccountKind.ADJUSTMENTS.value]
@@ -80,7 +80,7 @@ class World:
 
     def freeze(self, index: int, frozen: bool) -> None:
         status = UserStatus.FROZEN if frozen else UserStatus.ACTIVE
-        self.core.write_sync(lambda tx: users.set_status(tx, self.users[index].id, status))
+        self.core.uow.write_sync(lambda tx: users.set_status(tx, self.users[index].id, status))
 
     def canonical(self, answer: Any) -> Any:
         """The answer with this world's names and ids replaced by indices (and no clock)."""
@@ -162,10 +162,10 @@ def test_the_batched_path_answers_and_writes_exactly_what_the_python_path_does(
             assert batch_world.canonical(without_clock(have)) == python_world.canonical(
                 without_clock(want)
             ), step
-    python_state = pg_core.read_sync(python_world.state)
-    batch_state = pg_core.read_sync(batch_world.state)
+    python_state = pg_core.uow.read_sync(python_world.state)
+    batch_state = pg_core.uow.read_sync(batch_world.state)
     assert batch_world.canonical(batch_state) == python_world.canonical(python_state)
-    assert pg_core.read_sync(check_ledger).ok
+    assert pg_core.uow.read_sync(check_ledger).ok
 
 
 def test_a_replay_answers_the_stored_receipt_byte_for_byte(pg_core: Core) -> None:
@@ -173,20 +173,20 @@ def test_a_replay_answers_the_stored_receipt_byte_for_byte(pg_core: Core) -> Non
     first = batched_path(world, [world.op(0, 1, 1_000, "k", "")])
     again = batched_path(world, [world.op(0, 1, 1_000, "k", "")] * 2)
     assert again == first * 2  # created_at too: the stored answer, not a new one
-    assert pg_core.read_sync(world.state)[1][0].credits_posted_msat == FUNDING_MSAT + 1_000
+    assert pg_core.uow.read_sync(world.state)[1][0].credits_posted_msat == FUNDING_MSAT + 1_000
 
 
 def test_a_self_transfer_and_an_unknown_recipient_are_refused_and_change_nothing(
     pg_core: Core,
 ) -> None:
     world = World(pg_core, f"s{uuid.uuid4().hex[:8]}")
-    before = pg_core.read_sync(world.state)
+    before = pg_core.uow.read_sync(world.state)
     answers = batched_path(world, [world.op(0, 0, 5, "a", ""), world.op(0, UNKNOWN, 5, "b", "")])
     assert answers == [
         ("InvalidRequest", "cannot transfer to yourself"),
         ("UnknownUser", f"no user named {world.name(UNKNOWN)!r}"),
     ]
-    assert pg_core.read_sync(world.state) == before
+    assert pg_core.uow.read_sync(world.state) == before
 
 
 async def test_concurrent_transfers_on_postgres_go_through_one_statement_per_batch(
@@ -208,7 +208,7 @@ async def test_concurrent_transfers_on_postgres_go_through_one_statement_per_bat
             max_amount_msat=10**12,
         )
         try:
-            await pg_core.write(op)
+            await pg_core.uow.write(op)
         except Exception as exc:
             return type(exc).__name__
         return "ok"
@@ -217,4 +217,4 @@ async def test_concurrent_transfers_on_postgres_go_through_one_statement_per_bat
     assert results.count("ok") == 10
     assert results.count("InsufficientFunds") == 90
     assert pg_core.writer.single_statement_batches > before
-    assert pg_core.read_sync(check_ledger).ok
+    assert pg_core.uow.read_sync(check_ledger).ok

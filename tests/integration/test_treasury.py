@@ -14,7 +14,7 @@ from embit import bip32, script  # type: ignore[import-untyped]
 from embit.networks import NETWORKS  # type: ignore[import-untyped]
 from typer.testing import CliRunner
 
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, use_cases
 from lngate.config import Config, load_config
 from lngate.domain.errors import (
     ColdImportRefused,
@@ -28,23 +28,15 @@ from lngate.lightning.node import CloseType, Network
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.lightning.simnet.cli import app as simnet_app
 from lngate.lightning.simnet.onchain import FUNDING_TX_VSIZE_VBYTES
-from lngate.services import treasury as treasury_service
+from lngate.services import cold_storage as cold_storage_module
+from lngate.services.cold_storage import require_cold
+from lngate.services.onchain_books import BookedClose
+from lngate.services.ports import Clock
 from lngate.services.reconciliation import check_ledger
-from lngate.services.solvency import reconcile
-from lngate.services.treasury import (
-    BookedClose,
-    allocate_sweep,
-    book_closed_channels,
-    import_cold,
-    list_channels,
-    open_channel_to_cold,
-    require_cold,
-    treasury_status,
-)
 from lngate.store import treasury as store
 from lngate.store.ledger import get_account
 from lngate.store.treasury import ColdAddress
-from lngate.workers.treasury import TreasuryWorker
+from tests import treasury_support as ts
 from tests.conftest import started_core
 
 POLICY = TreasuryPolicy(
@@ -107,13 +99,14 @@ def network(tcore: Core) -> Iterator[SimnetNetwork]:
         net.close()
 
 
-async def _import(core: Core, count: int = 5) -> None:
-    result = await import_cold(core, tpub_descriptor(SEED), Network.SIMNET, count=count)
-    assert result.imported == count
+async def _import(core: Core, network: SimnetNetwork, count: int = 5) -> None:
+    cold = ts.cold_storage(core, SimnetNode(network))
+    result = await cold.import_addresses(tpub_descriptor(SEED), count=count)
+    assert (result.network, result.imported) == ("simnet", count)
 
 
 def _transfer(core: Core, transfer_id: str) -> tuple[int, int, int] | None:
-    row = core.read_sync(
+    row = core.uow.read_sync(
         lambda tx: tx.one(
             "SELECT debit_account_id, credit_account_id, amount_msat FROM transfers WHERE id = :i",
             {"i": transfer_id},
@@ -123,7 +116,7 @@ def _transfer(core: Core, transfer_id: str) -> tuple[int, int, int] | None:
 
 
 def _net_debit_msat(core: Core, kind: AccountKind) -> int:
-    account = core.read_sync(lambda tx: get_account(tx, core.system_accounts[kind.value]))
+    account = core.uow.read_sync(lambda tx: get_account(tx, core.system_accounts[kind.value]))
     assert account is not None
     return account.balance.debits_posted_msat - account.balance.credits_posted_msat
 
@@ -139,12 +132,12 @@ def _sends_to(network: SimnetNetwork, address: str) -> int:
 async def test_excess_over_the_cap_is_swept_to_the_next_cold_address_and_booked(
     tcore: Core, network: SimnetNetwork
 ) -> None:
-    await _import(tcore)
+    await _import(tcore, network)
     network.fund_onchain("exchange", 3_000_000)
     before_sat = network.balances("exchange").onchain_confirmed_sat
     node = CountingNode(network)
 
-    result = await TreasuryWorker(tcore, node).sweep_once()
+    result = await ts.worker(tcore, node).sweep_once()
 
     assert result is not None and not result.recovered
     assert result.address == COLD[0] and node.sent_to == [COLD[0]]
@@ -161,47 +154,47 @@ async def test_excess_over_the_cap_is_swept_to_the_next_cold_address_and_booked(
     assert _net_debit_msat(tcore, AccountKind.COLD) == result.amount_sat * 1000
     assert _net_debit_msat(tcore, AccountKind.ONCHAIN_FEE_EXPENSE) == result.fee_sat * 1000
     assert _net_debit_msat(tcore, AccountKind.NODE) == -(result.amount_sat + result.fee_sat) * 1000
-    used = tcore.read_sync(lambda tx: store.by_address(tx, COLD[0]))
+    used = tcore.uow.read_sync(lambda tx: store.by_address(tx, COLD[0]))
     assert used is not None and used.txid == result.txid and used.amount_sat == result.amount_sat
-    assert tcore.read_sync(check_ledger).ok
+    assert tcore.uow.read_sync(check_ledger).ok
 
-    assert await TreasuryWorker(tcore, node).sweep_once() is None  # at the cap now
+    assert await ts.worker(tcore, node).sweep_once() is None  # at the cap now
     assert node.sent_to == [COLD[0]]
 
 
 async def test_below_the_minimum_nothing_is_swept_or_handed_out(
     tcore: Core, network: SimnetNetwork
 ) -> None:
-    await _import(tcore)
+    await _import(tcore, network)
     node = CountingNode(network)
-    worker = TreasuryWorker(tcore, node)
+    worker = ts.worker(tcore, node)
     assert await worker.sweep_once() is not None  # the simnet's opening funds
     network.fund_onchain("exchange", POLICY.sweep_min_sat - 1)
     assert await worker.sweep_once() is None
-    assert tcore.read_sync(store.counts) == store.ColdCounts(free=4, pending=0, used=1)
+    assert tcore.uow.read_sync(store.counts) == store.ColdCounts(free=4, pending=0, used=1)
 
 
 async def test_a_used_cold_address_is_never_handed_out_again(
     tcore: Core, network: SimnetNetwork
 ) -> None:
-    await _import(tcore, count=4)
+    await _import(tcore, network, count=4)
     node = CountingNode(network)
-    worker = TreasuryWorker(tcore, node)
+    worker = ts.worker(tcore, node)
     swept = []
     for _ in range(3):
         network.fund_onchain("exchange", 1_000_000)
         result = await worker.sweep_once()
         assert result is not None
         swept.append(result.address)
-    opened = await open_channel_to_cold(
-        tcore, node, "carol", 100_000, actor=OPERATOR, reason="test"
+    opened = await ts.channels(tcore, node).open_to_cold(
+        "carol", 100_000, actor=OPERATOR, reason="test"
     )
     handed_out = [*swept, opened.close_address]
     assert handed_out == COLD[:4]  # in import order, each once
     # A re-import of the same descriptor leaves used addresses used.
-    again = await import_cold(tcore, tpub_descriptor(SEED), Network.SIMNET, count=6)
+    again = await ts.cold_storage(tcore, node).import_addresses(tpub_descriptor(SEED), count=6)
     assert (again.imported, again.already_known) == (2, 4)
-    assert tcore.read_sync(store.counts) == store.ColdCounts(free=2, pending=0, used=4)
+    assert tcore.uow.read_sync(store.counts) == store.ColdCounts(free=2, pending=0, used=4)
     for _ in range(2):
         network.fund_onchain("exchange", 1_000_000)
         result = await worker.sweep_once()
@@ -211,7 +204,7 @@ async def test_a_used_cold_address_is_never_handed_out_again(
     with pytest.raises(NoColdAddress):
         await worker.sweep_once()
     with pytest.raises(NoColdAddress):
-        await open_channel_to_cold(tcore, node, "carol", 100_000, actor=OPERATOR, reason="test")
+        await ts.channels(tcore, node).open_to_cold("carol", 100_000, actor=OPERATOR, reason="test")
     assert len(set(handed_out)) == 6 and set(node.sent_to) <= set(COLD)
     assert all(_sends_to(network, a) == 1 for a in node.sent_to)
 
@@ -219,13 +212,15 @@ async def test_a_used_cold_address_is_never_handed_out_again(
 async def test_a_sweep_never_goes_to_an_address_outside_the_cold_set(
     tcore: Core, network: SimnetNetwork, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    await _import(tcore)
+    await _import(tcore, network)
     outsider = network.new_address("carol")  # a valid regtest address, not ours
     with pytest.raises(InvariantBroken, match="refusing to send"):
-        tcore.read_sync(lambda tx: require_cold(tx, outsider, ColdPurpose.SWEEP, Network.SIMNET))
+        tcore.uow.read_sync(
+            lambda tx: require_cold(tx, outsider, ColdPurpose.SWEEP, Network.SIMNET)
+        )
 
     # Even if the hand-out step were wrong, the guard at the point of sending stops it.
-    def forged_allocation(token: str) -> Callable[[object], ColdAddress]:
+    def forged_allocation(token: str, clock: Clock) -> Callable[[object], ColdAddress]:
         def op(tx: object) -> ColdAddress:
             return ColdAddress(
                 id=0,
@@ -245,10 +240,10 @@ async def test_a_sweep_never_goes_to_an_address_outside_the_cold_set(
 
         return op
 
-    monkeypatch.setattr(treasury_service, "allocate_sweep_op", forged_allocation)
+    monkeypatch.setattr(cold_storage_module, "allocate_sweep_op", forged_allocation)
     node = CountingNode(network)
     with pytest.raises(InvariantBroken, match="refusing to send"):
-        await TreasuryWorker(tcore, node).sweep_once()
+        await ts.worker(tcore, node).sweep_once()
     assert node.sent_to == []
     assert _sends_to(network, outsider) == 0
 
@@ -259,21 +254,21 @@ async def test_a_sweep_never_goes_to_an_address_outside_the_cold_set(
 async def test_a_crash_between_send_and_booking_is_booked_on_restart_without_sending_again(
     tcore: Core, network: SimnetNetwork
 ) -> None:
-    await _import(tcore)
+    await _import(tcore, network)
     dying = CountingNode(network, crash_after_send=True)
     with pytest.raises(SystemExit):
-        await TreasuryWorker(tcore, dying).sweep_once()
+        await ts.worker(tcore, dying).sweep_once()
     assert dying.sent_to == [COLD[0]] and _sends_to(network, COLD[0]) == 1
-    assert tcore.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM sweeps")) == 0
-    pending = tcore.read_sync(store.pending_sweep)
+    assert tcore.uow.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM sweeps")) == 0
+    pending = tcore.uow.read_sync(store.pending_sweep)
     assert pending is not None and pending.address == COLD[0]
     # Another live worker leaves the claimed sweep alone while its claim is fresh.
     other = CountingNode(network)
-    assert await TreasuryWorker(tcore, other).sweep_once() is None
+    assert await ts.worker(tcore, other).sweep_once() is None
     assert other.sent_to == []
 
     restarted = CountingNode(network)
-    result = await TreasuryWorker(tcore, restarted, lease_s=0).sweep_once()
+    result = await ts.worker(tcore, restarted, lease_s=0).sweep_once()
 
     assert result is not None and result.recovered and result.address == COLD[0]
     assert restarted.sent_to == [] and _sends_to(network, COLD[0]) == 1
@@ -281,37 +276,37 @@ async def test_a_crash_between_send_and_booking_is_booked_on_restart_without_sen
     onchain = [t for t in network.list_onchain_transactions("exchange") if t.txid == result.txid]
     assert result.amount_sat == -onchain[0].amount_sat - onchain[0].fee_sat
     assert _net_debit_msat(tcore, AccountKind.COLD) == result.amount_sat * 1000
-    assert await TreasuryWorker(tcore, restarted, lease_s=0).sweep_once() is None
-    assert restarted.sent_to == [] and tcore.read_sync(check_ledger).ok
+    assert await ts.worker(tcore, restarted, lease_s=0).sweep_once() is None
+    assert restarted.sent_to == [] and tcore.uow.read_sync(check_ledger).ok
 
 
 async def test_a_crash_between_hand_out_and_send_sends_to_the_same_address_once(
     tcore: Core, network: SimnetNetwork
 ) -> None:
-    await _import(tcore)
-    handed = await allocate_sweep(tcore, "a-worker-that-died")
-    assert handed is not None and handed.address == COLD[0]
+    await _import(tcore, network)
     node = CountingNode(network)
+    handed = await ts.cold_storage(tcore, node).allocate_sweep("a-worker-that-died")
+    assert handed is not None and handed.address == COLD[0]
 
-    result = await TreasuryWorker(tcore, node, lease_s=0).sweep_once()
+    result = await ts.worker(tcore, node, lease_s=0).sweep_once()
 
     assert result is not None and not result.recovered
     assert node.sent_to == [COLD[0]] and _sends_to(network, COLD[0]) == 1
-    assert tcore.read_sync(store.counts).pending == 0
+    assert tcore.uow.read_sync(store.counts).pending == 0
 
 
 async def test_concurrent_workers_sweep_once(tcore: Core, network: SimnetNetwork) -> None:
-    await _import(tcore)
+    await _import(tcore, network)
     nodes = [CountingNode(network) for _ in range(4)]
-    results = await asyncio.gather(*(TreasuryWorker(tcore, n).sweep_once() for n in nodes))
+    results = await asyncio.gather(*(ts.worker(tcore, n).sweep_once() for n in nodes))
     assert sum(r is not None for r in results) == 1
     assert sum(len(n.sent_to) for n in nodes) == 1
-    assert tcore.read_sync(store.counts).used == 1
+    assert tcore.uow.read_sync(store.counts).used == 1
 
 
 async def test_the_worker_loop_sweeps_until_stopped(tcore: Core, network: SimnetNetwork) -> None:
-    await _import(tcore)
-    worker = TreasuryWorker(tcore, SimnetNode(network))
+    await _import(tcore, network)
+    worker = ts.worker(tcore, SimnetNode(network))
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     deadline = asyncio.get_running_loop().time() + WAIT_S
@@ -329,7 +324,8 @@ async def test_the_worker_loop_sweeps_until_stopped(tcore: Core, network: Simnet
 # -- import ----------------------------------------------------------------------------------
 
 
-async def test_import_is_all_or_nothing(tcore: Core) -> None:
+async def test_import_is_all_or_nothing(tcore: Core, network: SimnetNetwork) -> None:
+    cold = ts.cold_storage(tcore, SimnetNode(network))
     bad_checksum = COLD[2][:-1] + ("q" if COLD[2][-1] != "q" else "p")
     mainnet = "bc1qcr8te4kr609gcawutmrza0j4xv80jy8z306fyu"
     tprv = bip32.HDKey.from_seed(SEED).to_string(version=NETWORKS["test"]["xprv"])
@@ -341,9 +337,9 @@ async def test_import_is_all_or_nothing(tcore: Core) -> None:
     ]
     for text, error, message in cases:
         with pytest.raises(error, match=message):
-            await import_cold(tcore, text, Network.SIMNET)
-    assert tcore.read_sync(store.counts) == store.ColdCounts(0, 0, 0)
-    result = await import_cold(tcore, "\n".join(COLD[:3]), Network.SIMNET, source_name="f.txt")
+            await cold.import_addresses(text)
+    assert tcore.uow.read_sync(store.counts) == store.ColdCounts(0, 0, 0)
+    result = await cold.import_addresses("\n".join(COLD[:3]), source_name="f.txt")
     assert (result.kind, result.imported, result.source) == ("addresses", 3, "list:f.txt")
 
 
@@ -353,37 +349,40 @@ async def test_import_is_all_or_nothing(tcore: Core) -> None:
 async def test_a_channel_is_opened_with_a_cold_close_address(
     tcore: Core, network: SimnetNetwork
 ) -> None:
-    await _import(tcore)
+    await _import(tcore, network)
     node = SimnetNode(network)
-    opened = await open_channel_to_cold(
-        tcore, node, "carol", 200_000, push_sat=10_000, actor=OPERATOR, reason="test"
+    opened = await ts.channels(tcore, node).open_to_cold(
+        "carol", 200_000, push_sat=10_000, actor=OPERATOR, reason="test"
     )
     assert opened.close_address == COLD[0]
     listed = {c.channel_id: c for c in await node.list_channels()}
     channel = listed[opened.channel_point]
     assert channel.close_address == COLD[0]
     assert channel.capacity_sat == 200_000 and channel.remote_balance_msat == 10_000_000
-    row = tcore.read_sync(lambda tx: store.by_address(tx, COLD[0]))
+    row = tcore.uow.read_sync(lambda tx: store.by_address(tx, COLD[0]))
     assert row is not None and row.purpose is ColdPurpose.CHANNEL_CLOSE
     assert row.channel_point == opened.channel_point and row.used_at_ms is not None
-    shown = {c["channel_point"]: c for c in await list_channels(tcore, node)}
-    assert shown[opened.channel_point]["close_address_is_cold"] is True
-    second = await open_channel_to_cold(tcore, node, "dave", 100_000, actor=OPERATOR, reason="test")
+    shown = {c.channel_point: c for c in await ts.channels(tcore, node).list()}
+    assert shown[opened.channel_point].close_address_is_cold is True
+    second = await ts.channels(tcore, node).open_to_cold(
+        "dave", 100_000, actor=OPERATOR, reason="test"
+    )
     assert second.close_address == COLD[1]
 
 
 async def test_status_reports_the_hot_float_and_cold_totals(
     tcore: Core, network: SimnetNetwork
 ) -> None:
-    await _import(tcore)
+    await _import(tcore, network)
     node = SimnetNode(network)
-    before = await treasury_status(tcore, node)
+    before = await ts.status(tcore, node).report()
     confirmed_sat = network.balances("exchange").onchain_confirmed_sat
-    assert before.would_sweep_sat == sweep_amount_sat(confirmed_sat, POLICY) > 0
-    assert before.cold_addresses == store.ColdCounts(free=5, pending=0, used=0)
-    result = await TreasuryWorker(tcore, node).sweep_once()
+    assert before.onchain.would_sweep_sat == sweep_amount_sat(confirmed_sat, POLICY) > 0
+    cold = before.cold
+    assert (cold.addresses_free, cold.addresses_pending, cold.addresses_used) == (5, 0, 0)
+    result = await ts.worker(tcore, node).sweep_once()
     assert result is not None
-    after = (await treasury_status(tcore, node)).as_json()
+    after = (await ts.status(tcore, node).report()).as_json()
     assert after["onchain"]["would_sweep_sat"] == 0
     assert after["onchain"]["cap_sat"] == POLICY.hot_onchain_cap_sat
     assert after["cold"]["ledger_balance_msat"] == result.amount_sat * 1000
@@ -396,26 +395,26 @@ async def test_status_reports_the_hot_float_and_cold_totals(
 
 
 def _transfer_count(core: Core) -> int:
-    return int(core.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM transfers")))
+    return int(core.uow.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM transfers")))
 
 
 async def _shortfall_msat(core: Core, node: SimnetNode) -> int:
-    return int((await reconcile(core, node))["shortfall_msat"])
+    return (await use_cases(core, node).solvency.reconcile()).shortfall_msat
 
 
 async def test_a_cooperative_close_to_cold_is_booked_node_to_cold_once(
     tcore: Core, network: SimnetNetwork
 ) -> None:
-    await _import(tcore)
+    await _import(tcore, network)
     node = SimnetNode(network)
-    worker = TreasuryWorker(tcore, node)
+    worker = ts.worker(tcore, node)
     accounts = tcore.system_accounts
     node_id, cold_id = accounts["node"], accounts["cold"]
     fee_id = accounts["onchain_fee_expense"]
     shortfall_before_open = await _shortfall_msat(tcore, node)
 
-    opened = await open_channel_to_cold(
-        tcore, node, "carol", 200_000, actor=OPERATOR, reason="test"
+    opened = await ts.channels(tcore, node).open_to_cold(
+        "carol", 200_000, actor=OPERATOR, reason="test"
     )
     assert await worker.book_once() == []  # open: only the funding fee is booked
     funding_txid = opened.channel_point.split(":")[0]
@@ -444,7 +443,7 @@ async def test_a_cooperative_close_to_cold_is_booked_node_to_cold_once(
     # node -> cold: debit cold, credit node (the signs of a sweep).
     assert _transfer(tcore, f"close:{closing_txid}") == (cold_id, node_id, 200_000 * 1000)
     assert _net_debit_msat(tcore, AccountKind.COLD) == 200_000 * 1000
-    row = tcore.read_sync(lambda tx: store.by_address(tx, COLD[0]))
+    row = tcore.uow.read_sync(lambda tx: store.by_address(tx, COLD[0]))
     assert row is not None and row.used_at_ms is not None
     assert (row.close_txid, row.close_amount_sat) == (closing_txid, 200_000)
     assert (row.channel_point, row.funding_fee_sat) == (opened.channel_point, fee_sat)
@@ -452,13 +451,13 @@ async def test_a_cooperative_close_to_cold_is_booked_node_to_cold_once(
     assert await _shortfall_msat(tcore, node) == shortfall_before_open
 
     transfers = _transfer_count(tcore)
-    assert await book_closed_channels(tcore, node) == []
+    assert await ts.books(tcore, node).book_closed_channels() == []
     assert await worker.book_once() == []
     assert _transfer_count(tcore) == transfers
     assert _net_debit_msat(tcore, AccountKind.COLD) == 200_000 * 1000
-    assert tcore.read_sync(check_ledger).ok
+    assert tcore.uow.read_sync(check_ledger).ok
 
-    status = (await treasury_status(tcore, node)).as_json()
+    status = (await ts.status(tcore, node).report()).as_json()
     assert status["cold"]["channel_closes"] == 1
     assert status["cold"]["channel_closes_sat"] == 200_000
     assert status["cold"]["channel_funding_fees_sat"] == fee_sat
@@ -476,14 +475,16 @@ async def test_a_cooperative_close_to_cold_is_booked_node_to_cold_once(
 async def test_concurrent_bookings_of_a_close_book_it_once(
     tcore: Core, network: SimnetNetwork
 ) -> None:
-    await _import(tcore)
+    await _import(tcore, network)
     node = SimnetNode(network)
-    opened = await open_channel_to_cold(
-        tcore, node, "dave", 300_000, push_sat=100_000, actor=OPERATOR, reason="test"
+    opened = await ts.channels(tcore, node).open_to_cold(
+        "dave", 300_000, push_sat=100_000, actor=OPERATOR, reason="test"
     )
     closing_txid = network.close_channel("dave", opened.channel_point)  # the peer closes
 
-    results = await asyncio.gather(*(book_closed_channels(tcore, node) for _ in range(4)))
+    results = await asyncio.gather(
+        *(ts.books(tcore, node).book_closed_channels() for _ in range(4))
+    )
 
     assert sorted(len(r) for r in results) == [0, 0, 0, 1]
     accounts = tcore.system_accounts
@@ -500,12 +501,12 @@ async def test_concurrent_bookings_of_a_close_book_it_once(
 async def test_force_closes_and_channels_lngate_did_not_open_are_not_booked_to_cold(
     tcore: Core, network: SimnetNetwork
 ) -> None:
-    await _import(tcore)
+    await _import(tcore, network)
     node = SimnetNode(network)
-    opened = await open_channel_to_cold(
-        tcore, node, "carol", 200_000, actor=OPERATOR, reason="test"
+    opened = await ts.channels(tcore, node).open_to_cold(
+        "carol", 200_000, actor=OPERATOR, reason="test"
     )
-    await TreasuryWorker(tcore, node).book_once()  # the funding fee
+    await ts.worker(tcore, node).book_once()  # the funding fee
     shortfall = await _shortfall_msat(tcore, node)
     onchain_sat = network.balances("exchange").onchain_confirmed_sat
     default = [c for c in await node.list_channels() if c.channel_id != opened.channel_point]
@@ -524,20 +525,20 @@ async def test_force_closes_and_channels_lngate_did_not_open_are_not_booked_to_c
     # Both paid the node's own wallet: nothing to book to cold.
     local_sat = 200_000 + default[0].local_balance_msat // 1000
     assert network.balances("exchange").onchain_confirmed_sat == onchain_sat + local_sat
-    assert await book_closed_channels(tcore, node) == []
+    assert await ts.books(tcore, node).book_closed_channels() == []
     assert _transfer_count(tcore) == transfers
-    row = tcore.read_sync(lambda tx: store.by_address(tx, COLD[0]))
+    row = tcore.uow.read_sync(lambda tx: store.by_address(tx, COLD[0]))
     assert row is not None and row.close_txid is None
     assert await _shortfall_msat(tcore, node) == shortfall
 
 
 async def test_the_worker_loop_books_a_close(tcore: Core, network: SimnetNetwork) -> None:
-    await _import(tcore)
+    await _import(tcore, network)
     node = SimnetNode(network)
-    opened = await open_channel_to_cold(
-        tcore, node, "carol", 100_000, actor=OPERATOR, reason="test"
+    opened = await ts.channels(tcore, node).open_to_cold(
+        "carol", 100_000, actor=OPERATOR, reason="test"
     )
-    worker = TreasuryWorker(tcore, node)
+    worker = ts.worker(tcore, node)
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     closing_txid = network.close_channel("carol", opened.channel_point)

@@ -16,16 +16,11 @@ from lngate.bootstrap import Core
 from lngate.config import Config
 from lngate.domain.errors import InvariantBroken
 from lngate.domain.treasury import TreasuryPolicy
-from lngate.lightning.node import ClosedChannel, CloseType, Network
+from lngate.lightning.node import ClosedChannel, CloseType
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
-from lngate.services.treasury import (
-    import_cold,
-    open_channel_to_cold,
-    record_close_op,
-    record_sweep_op,
-)
+from lngate.services.onchain_books import record_close_op
 from lngate.store import treasury as store
-from lngate.workers.treasury import TreasuryWorker
+from tests import treasury_support as ts
 from tests.conftest import started_core
 
 POLICY = TreasuryPolicy(hot_onchain_cap_sat=2_000_000, sweep_sat_per_vbyte=3, sweep_min_sat=50_000)
@@ -48,16 +43,16 @@ def network(tcore: Core) -> Iterator[SimnetNetwork]:
 
 async def _import(core: Core, network: SimnetNetwork, count: int) -> list[str]:
     cold = [network.new_address("dave") for _ in range(count)]
-    await import_cold(core, "\n".join(cold), Network.SIMNET)
+    await ts.cold_storage(core, SimnetNode(network)).import_addresses("\n".join(cold))
     return cold
 
 
 def _books(core: Core) -> tuple[int, int, list[store.ColdAddress]]:
     """Transfers, sweeps and every cold address row: what a refused booking must leave as is."""
     return (
-        int(core.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM transfers"))),
-        int(core.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM sweeps"))),
-        core.read_sync(lambda tx: store.all_addresses(tx, limit=100)),
+        int(core.uow.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM transfers"))),
+        int(core.uow.read_sync(lambda tx: tx.scalar("SELECT COUNT(*) FROM sweeps"))),
+        core.uow.read_sync(lambda tx: store.all_addresses(tx, limit=100)),
     )
 
 
@@ -66,18 +61,18 @@ async def test_a_sweep_booked_again_with_another_amount_is_refused_and_writes_no
 ) -> None:
     await _import(tcore, network, 2)
     network.fund_onchain("exchange", 3_000_000)
-    swept = await TreasuryWorker(tcore, SimnetNode(network)).sweep_once()
+    swept = await ts.worker(tcore, SimnetNode(network)).sweep_once()
     assert swept is not None
     before = _books(tcore)
-    accounts = tcore.system_accounts
+    cold = ts.cold_storage(tcore, SimnetNode(network))
     # The same txid again is a replay (nothing moves) ...
-    op = record_sweep_op(swept.address, swept.txid, swept.amount_sat, swept.fee_sat, accounts)
-    assert await tcore.write(op) is False
+    assert (
+        await cold.record_sweep(swept.address, swept.txid, swept.amount_sat, swept.fee_sat) is False
+    )
     assert _books(tcore) == before
     # ... but the same txid with another amount is a bug: the ledger refuses the transfer.
-    op = record_sweep_op(swept.address, swept.txid, swept.amount_sat + 1, swept.fee_sat, accounts)
     with pytest.raises(InvariantBroken, match=f"sweep:{swept.txid}"):
-        await tcore.write(op)
+        await cold.record_sweep(swept.address, swept.txid, swept.amount_sat + 1, swept.fee_sat)
     assert _books(tcore) == before
 
 
@@ -86,12 +81,11 @@ async def test_a_sweep_to_a_channel_close_address_is_refused(
 ) -> None:
     cold = await _import(tcore, network, 2)
     node = SimnetNode(network)
-    opened = await open_channel_to_cold(tcore, node, "carol", 100_000, actor="test", reason="t")
+    opened = await ts.channels(tcore, node).open_to_cold("carol", 100_000, actor="test", reason="t")
     assert opened.close_address == cold[0]
     before = _books(tcore)
-    op = record_sweep_op(cold[0], "ab" * 32, 10_000, 100, tcore.system_accounts)
     with pytest.raises(InvariantBroken, match="no cold sweep address"):
-        await tcore.write(op)
+        await ts.cold_storage(tcore, node).record_sweep(cold[0], "ab" * 32, 10_000, 100)
     assert _books(tcore) == before
 
 
@@ -100,12 +94,12 @@ async def test_a_close_of_another_channel_is_not_booked_to_this_address(
 ) -> None:
     await _import(tcore, network, 1)
     node = SimnetNode(network)
-    opened = await open_channel_to_cold(tcore, node, "carol", 100_000, actor="test", reason="t")
+    opened = await ts.channels(tcore, node).open_to_cold("carol", 100_000, actor="test", reason="t")
     before = _books(tcore)
     other = ClosedChannel("cd" * 32 + ":0", "ef" * 32, CloseType.COOPERATIVE, 90_000)
-    op = record_close_op(opened.close_address, other, tcore.system_accounts)
+    op = record_close_op(opened.close_address, other, tcore.system_accounts, tcore.clock)
     with pytest.raises(InvariantBroken, match="belongs to channel"):
-        await tcore.write(op)
+        await tcore.uow.write(op)
     assert _books(tcore) == before
 
 
@@ -116,18 +110,19 @@ def test_the_guards_hold_under_python_minus_o() -> None:
         import sys
         from lngate.domain.errors import InvariantBroken
         from lngate.lightning.node import ClosedChannel, CloseType
-        from lngate.services.treasury import (
-            record_close_op, record_funding_fee_op, record_sweep_op,
-        )
+        from lngate.services.clock import FixedClock
+        from lngate.services.cold_storage import record_sweep_op
+        from lngate.services.onchain_books import record_close_op, record_funding_fee_op
 
         assert False, "asserts must be off here"
         accounts = {"node": 1, "cold": 2, "onchain_fee_expense": 3}
+        clock = FixedClock(1_700_000_000_000)
         force = ClosedChannel("aa" * 32 + ":0", "bb" * 32, CloseType.LOCAL_FORCE, 1_000)
         attempts = [
-            lambda: record_sweep_op("addr", "cc" * 32, 0, 0, accounts),
-            lambda: record_sweep_op("addr", "cc" * 32, 1_000, -1, accounts),
+            lambda: record_sweep_op("addr", "cc" * 32, 0, 0, accounts, clock),
+            lambda: record_sweep_op("addr", "cc" * 32, 1_000, -1, accounts, clock),
             lambda: record_funding_fee_op("addr", "dd" * 32, -1, accounts),
-            lambda: record_close_op("addr", force, accounts),
+            lambda: record_close_op("addr", force, accounts, clock),
         ]
         for attempt in attempts:
             try:

@@ -18,13 +18,12 @@ import uuid
 
 import pytest
 
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, use_cases
 from lngate.domain.ledger import AccountKind
 from lngate.domain.withdrawals import FINAL, WithdrawalStatus
 from lngate.lightning.node import InvoiceState
 from lngate.lightning.simnet import FaultKind, SimnetNetwork, SimnetNode
 from lngate.services.reconciliation import check_ledger
-from lngate.services.withdrawals import WithdrawalService
 from lngate.store import withdrawals as store
 from lngate.store.ledger import get_account
 from tests.conftest import funded_user
@@ -81,7 +80,7 @@ UNFINISHED = "SELECT COUNT(*) FROM withdrawals WHERE status NOT IN ('succeeded',
 
 
 def _unfinished(core: Core) -> int:
-    return int(core.read_sync(lambda tx: tx.scalar(UNFINISHED)))
+    return int(core.uow.read_sync(lambda tx: tx.scalar(UNFINISHED)))
 
 
 async def test_the_worker_survives_sigkill_at_every_step(core: Core) -> None:
@@ -91,9 +90,9 @@ async def test_the_worker_survives_sigkill_at_every_step(core: Core) -> None:
     exchange_before = net.balances("exchange")
     plan = _plan(net, rng)
     users = [funded_user(core, f"u{i}", 10_000_000) for i in range(USERS)]
-    service = WithdrawalService(core, SimnetNode(SimnetNetwork(simnet_dir)))
+    requests = use_cases(core, SimnetNode(SimnetNetwork(simnet_dir))).withdrawal_requests
     for i, (bolt11, _amount) in enumerate(plan):
-        await service.request(
+        await requests.request(
             users[i % USERS].user_id,
             bolt11=bolt11,
             lightning_address=None,
@@ -113,7 +112,7 @@ async def test_the_worker_survives_sigkill_at_every_step(core: Core) -> None:
     assert _unfinished(core) == 0, "withdrawals left unfinished"
     assert crashes >= 3, f"the test meant to crash the worker; it crashed {crashes} times"
 
-    finished = core.read_sync(
+    finished = core.uow.read_sync(
         lambda tx: [
             store.by_id(tx, w.id)
             for w in store.with_status(tx, WithdrawalStatus.SUCCEEDED, 1000)
@@ -139,13 +138,13 @@ async def test_the_worker_survives_sigkill_at_every_step(core: Core) -> None:
     assert exchange_after.pending_htlcs_msat == 0
     node_spent_msat = exchange_before.channel_local_msat - exchange_after.channel_local_msat
     assert node_spent_msat == paid_out_msat
-    node_account = core.read_sync(
+    node_account = core.uow.read_sync(
         lambda tx: get_account(tx, core.system_accounts[AccountKind.NODE.value])
     )
     assert node_account is not None
     assert node_account.balance.credits_posted_msat == paid_out_msat
     assert node_account.balance.credits_pending_msat == 0  # every hold posted or voided
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
     reconcile = subprocess.run(
         [sys.executable, "-m", "lngate.cli", "reconcile"],
         capture_output=True,

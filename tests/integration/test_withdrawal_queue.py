@@ -13,22 +13,26 @@ from typing import Any
 
 import pytest
 
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, administration_for
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.domain.withdrawals import WithdrawalStatus
 from lngate.lightning.node import InvoiceState
 from lngate.lightning.simnet import FaultKind, SimnetNetwork, SimnetNode
 from lngate.services.accounts import Credentials
-from lngate.services.admin import set_frozen_op
-from lngate.services.deposits import create_deposit
 from lngate.services.reconciliation import check_ledger
-from lngate.services.withdrawals import approve_op, reject_with_audit_op
 from lngate.store import deposits
 from lngate.store import withdrawals as store
-from lngate.workers.payment_sender import PaymentWorker
 from tests.conftest import LiveServer, funded_user, started_core
-from tests.helpers import available_msat, request_withdrawal, wait_status, wallet_invoice
+from tests.helpers import (
+    available_msat,
+    create_deposit,
+    payment_worker,
+    request_withdrawal,
+    wait_status,
+    wallet_invoice,
+    withdrawal_review,
+)
 
 FUNDS = 1_000_000_000
 QUEUED = 300
@@ -43,7 +47,7 @@ def statuses(core: Core, ids: list[str]) -> list[WithdrawalStatus]:
         found = [store.by_id(tx, i) for i in ids]
         return [w.status for w in found if w is not None]
 
-    return core.read_sync(read)
+    return core.uow.read_sync(read)
 
 
 async def test_one_users_long_queue_never_delays_another_users_withdrawal(
@@ -111,7 +115,7 @@ async def test_a_users_withdrawals_are_sent_in_the_order_they_were_made(roomy_co
     second = await request_withdrawal(
         core, node, alice, network.create_invoice("carol", 10_000).bolt11
     )
-    worker = PaymentWorker(core, node, poll_s=0.01, track_every_s=0.0)
+    worker = payment_worker(core, node, poll_s=0.01, track_every_s=0.0)
     await worker.run_until_idle(timeout_s=2)
     assert statuses(core, [first["id"], second["id"]]) == [WithdrawalStatus.APPROVED] * 2
     network.close()
@@ -139,9 +143,9 @@ async def test_a_freeze_stops_every_withdrawal_not_yet_sent_internal_ones_too(
     deposit = await create_deposit(core, node, bob.user_id, 60_000)
     internal = await request_withdrawal(core, node, alice, deposit["bolt11"])
     assert internal["status"] == "review"  # the same review rule as external withdrawals
-    await core.write(set_frozen_op("alice", True, reason="investigating", actor="test"))
-    await core.write(approve_op(internal["id"], "test", "fine"))
-    worker = PaymentWorker(core, node, poll_s=0.01, track_every_s=0.0)
+    await administration_for(core).freeze("alice", reason="investigating", actor="test")
+    await withdrawal_review(core).approve(internal["id"], "test", "fine")
+    worker = payment_worker(core, node, poll_s=0.01, track_every_s=0.0)
     await worker.run_until_idle(timeout_s=1.5)
     ids = [str(w["id"]) for w in external]
     assert set(statuses(core, [*ids, internal["id"]])) == {WithdrawalStatus.APPROVED}
@@ -149,15 +153,15 @@ async def test_a_freeze_stops_every_withdrawal_not_yet_sent_internal_ones_too(
         InvoiceState.OPEN
     )
     # an operator rejects one that waits: its hold is released
-    rejected = await core.write(reject_with_audit_op(ids[0], "test", "fraud"))
-    assert rejected is not None and rejected["status"] == "rejected"
-    await core.write(set_frozen_op("alice", False, reason="cleared", actor="test"))
+    rejected = await withdrawal_review(core).reject(ids[0], "test", "fraud")
+    assert rejected is not None and rejected.status is WithdrawalStatus.REJECTED
+    await administration_for(core).unfreeze("alice", reason="cleared", actor="test")
     await worker.run_until_idle(timeout_s=30)
     assert set(statuses(core, ids[1:])) == {WithdrawalStatus.SUCCEEDED}
     assert statuses(core, [internal["id"]]) == [WithdrawalStatus.SUCCEEDED]
-    settled = core.read_sync(lambda tx: deposits.by_hash(tx, deposit["payment_hash"]))
+    settled = core.uow.read_sync(lambda tx: deposits.by_hash(tx, deposit["payment_hash"]))
     assert settled is not None and settled.status.value == "settled"
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
     network.close()
 
 
@@ -170,8 +174,8 @@ async def test_a_rejected_internal_withdrawal_releases_the_deposit(review_core: 
     deposit = await create_deposit(core, node, bob.user_id, 60_000)
     w = await request_withdrawal(core, node, alice, deposit["bolt11"])
     assert w["status"] == "review"
-    await core.write(reject_with_audit_op(w["id"], "test", "no"))
-    released = core.read_sync(lambda tx: deposits.by_hash(tx, deposit["payment_hash"]))
+    await withdrawal_review(core).reject(w["id"], "test", "no")
+    released = core.uow.read_sync(lambda tx: deposits.by_hash(tx, deposit["payment_hash"]))
     assert released is not None and released.status.value == "open"
     assert released.reserved_by is None
     carol_pays = network.pay("carol", deposit["bolt11"], fee_limit_msat=50_000)
@@ -219,14 +223,14 @@ async def test_nothing_is_credited_to_a_frozen_user(live_server: LiveServer) -> 
     bob = funded_user(live_server.core, "bob")
     async with client(live_server, bob) as b:
         deposit = (await b.post("/v1/deposits", {"amount_msat": 70_000})).json()
-    await live_server.core.write(set_frozen_op("bob", True, reason="kyc", actor="test"))
+    await administration_for(live_server.core).freeze("bob", reason="kyc", actor="test")
     async with client(live_server, alice) as c:
         r = await c.post("/v1/withdrawals", {"bolt11": deposit["bolt11"]})
         assert r.status_code == 403 and r.json()["error"]["code"] == "ACCOUNT_FROZEN", r.text
         transfer = await c.post("/v1/transfers", {"to": "bob", "amount_msat": 1_000})
         assert transfer.json()["error"]["code"] == "ACCOUNT_FROZEN"  # the same rule
         assert await available_msat(c) == FUNDS
-    assert live_server.core.read_sync(check_ledger).ok
+    assert live_server.core.uow.read_sync(check_ledger).ok
 
 
 async def test_a_refused_lightning_address_withdrawal_leaves_no_open_invoice(

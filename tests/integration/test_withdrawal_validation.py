@@ -14,9 +14,14 @@ from lngate.config import Config
 from lngate.lightning.node import Network
 from lngate.lightning.simnet import SimnetNetwork
 from lngate.services.reconciliation import check_ledger
-from lngate.services.withdrawals import approve_op, reject_with_audit_op
 from tests.conftest import LiveServer, funded_user, started_core
-from tests.helpers import available_msat, foreign_invoice, wait_status, wallet_invoice
+from tests.helpers import (
+    available_msat,
+    foreign_invoice,
+    wait_status,
+    wallet_invoice,
+    withdrawal_review,
+)
 
 FUNDS = 10_000_000
 
@@ -141,8 +146,9 @@ async def test_limits_and_review(strict_core: Core) -> None:
             assert over.json()["error"]["code"] == "LIMIT_EXCEEDED"
             await wait_status(c, small.json()["id"], {"succeeded"})
             # an operator approves: the worker pays it
-            approved = server.core.write_sync(approve_op(big.json()["id"], "test", "looks fine"))
-            assert approved is not None and approved["status"] == "approved"
+            review = withdrawal_review(server.core)
+            approved = await review.approve(big.json()["id"], "test", "looks fine")
+            assert approved is not None and approved.status == "approved"
             await wait_status(c, big.json()["id"], {"succeeded"})
             third = await c.post(
                 "/v1/withdrawals", {"bolt11": wallet_invoice(simnet, "dave", 30_000)}
@@ -155,13 +161,14 @@ async def test_limits_and_review(strict_core: Core) -> None:
             )
             assert big.json()["status"] == "review"
             assert (await c.get("/v1/account")).json()["pending_msat"] > 0
-            rejected = server.core.write_sync(reject_with_audit_op(big.json()["id"], "test", "no"))
-            assert rejected is not None and rejected["status"] == "rejected"
+            review = withdrawal_review(server.core)
+            rejected = await review.reject(big.json()["id"], "test", "no")
+            assert rejected is not None and rejected.status == "rejected"
             assert (await c.get("/v1/account")).json()["pending_msat"] == 0
             assert await available_msat(c) == FUNDS
             # a second decision on the same withdrawal changes nothing
-            assert server.core.write_sync(approve_op(big.json()["id"], "test", "x")) is None
-        assert server.core.read_sync(check_ledger).ok
+            assert await review.approve(big.json()["id"], "test", "x") is None
+        assert server.core.uow.read_sync(check_ledger).ok
 
 
 async def test_a_forged_invoice_reusing_a_deposit_hash_is_not_settled_internally(
@@ -184,4 +191,4 @@ async def test_a_forged_invoice_reusing_a_deposit_hash_is_not_settled_internally
     async with AsyncClient(live_server.url, bob.api_key, bob.api_secret) as b:
         assert await available_msat(b) == 0
         assert (await b.get(f"/v1/deposits/{deposit['id']}")).json()["status"] == "open"
-    assert live_server.core.read_sync(check_ledger).ok
+    assert live_server.core.uow.read_sync(check_ledger).ok

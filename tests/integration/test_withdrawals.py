@@ -14,7 +14,13 @@ from lngate.config import Config
 from lngate.lightning.simnet import FaultKind, SimnetNetwork
 from lngate.services.reconciliation import check_ledger
 from tests.conftest import LiveServer, funded_user, started_core
-from tests.helpers import available_msat, pay_from_wallet, wait_status, wallet_invoice
+from tests.helpers import (
+    available_msat,
+    pay_from_wallet,
+    payment_worker,
+    wait_status,
+    wallet_invoice,
+)
 
 FUNDS = 10_000_000
 
@@ -48,7 +54,7 @@ async def test_a_withdrawal_pays_the_invoice_and_posts_the_right_amounts(
         assert await available_msat(c) == FUNDS - spent
         assert (await c.get("/v1/account")).json()["pending_msat"] == 0
     assert SimnetNetwork(simnet).balances("carol").channel_local_msat == before + 100_000
-    assert live_server.core.read_sync(check_ledger).ok
+    assert live_server.core.uow.read_sync(check_ledger).ok
 
 
 async def test_a_no_route_failure_releases_the_hold(live_server: LiveServer) -> None:
@@ -92,7 +98,7 @@ async def test_a_stuck_payment_keeps_the_hold_until_it_resolves(
         assert (await c.get("/v1/account")).json()["pending_msat"] == 0
         expected = FUNDS - (40_000 + done["routing_fee_msat"] if succeed else 0)
         assert await available_msat(c) == expected
-    assert live_server.core.read_sync(check_ledger).ok
+    assert live_server.core.uow.read_sync(check_ledger).ok
 
 
 async def test_fee_drain_never_costs_more_than_the_reserve(live_server: LiveServer) -> None:
@@ -107,7 +113,7 @@ async def test_fee_drain_never_costs_more_than_the_reserve(live_server: LiveServ
         done = await wait_status(c, str(w["id"]), {"succeeded", "failed"})
         assert done["status"] == "failed"
         assert await available_msat(c) == FUNDS
-    assert live_server.core.read_sync(check_ledger).ok
+    assert live_server.core.uow.read_sync(check_ledger).ok
 
 
 async def test_the_fee_limit_sent_to_the_node_is_the_reserve_held(live_server: LiveServer) -> None:
@@ -148,7 +154,7 @@ async def test_an_invoice_of_another_user_is_settled_internally(live_server: Liv
     await asyncio.sleep(0.3)
     async with client(live_server, bob) as b:
         assert await available_msat(b) == 70_000
-    assert live_server.core.read_sync(check_ledger).ok
+    assert live_server.core.uow.read_sync(check_ledger).ok
 
 
 async def test_internal_settlement_is_refused_when_paid_from_outside(
@@ -172,7 +178,7 @@ async def test_internal_settlement_is_refused_when_paid_from_outside(
                 break
             await asyncio.sleep(0.05)
         assert await available_msat(b) == 30_000  # credited once, by the outside payment
-    assert live_server.core.read_sync(check_ledger).ok
+    assert live_server.core.uow.read_sync(check_ledger).ok
 
 
 async def test_fifty_concurrent_withdrawals_from_a_balance_for_five(
@@ -197,7 +203,7 @@ async def test_fifty_concurrent_withdrawals_from_a_balance_for_five(
         for r in accepted:
             await wait_status(c, r.json()["id"], {"succeeded", "failed"})
         assert await available_msat(c) >= 0
-    assert live_server.core.read_sync(check_ledger).ok
+    assert live_server.core.uow.read_sync(check_ledger).ok
 
 
 async def test_one_invoice_submitted_by_twenty_users_is_paid_at_most_once(
@@ -271,7 +277,6 @@ async def test_payments_held_in_flight_are_capped_per_user(griefing_core: Core) 
 
 async def test_two_workers_never_send_one_withdrawal_twice(core: Core) -> None:
     from lngate.lightning.simnet import SimnetNode
-    from lngate.workers.payment_sender import PaymentWorker
 
     with LiveServer(core, watcher=False) as server:  # no worker of its own
         users = [funded_user(core, f"u{i}", FUNDS) for i in range(8)]
@@ -284,14 +289,14 @@ async def test_two_workers_never_send_one_withdrawal_twice(core: Core) -> None:
             async with client(server, users[i % 8]) as c:
                 ids.append((await withdraw(c, bolt11=bolt11))["id"])
         workers = [
-            PaymentWorker(core, SimnetNode(SimnetNetwork(simnet)), poll_s=0.02) for _ in range(2)
+            payment_worker(core, SimnetNode(SimnetNetwork(simnet)), poll_s=0.02) for _ in range(2)
         ]
         stop = asyncio.Event()
         tasks = [asyncio.create_task(w.run(stop)) for w in workers]
 
         def unfinished() -> int:
             return int(
-                core.read_sync(
+                core.uow.read_sync(
                     lambda tx: tx.scalar(
                         "SELECT COUNT(*) FROM withdrawals "
                         "WHERE status NOT IN ('succeeded', 'failed')"
@@ -305,7 +310,7 @@ async def test_two_workers_never_send_one_withdrawal_twice(core: Core) -> None:
             await asyncio.sleep(0.02)
         stop.set()
         await asyncio.gather(*tasks)
-        rows = core.read_sync(lambda tx: tx.all("SELECT status, attempts FROM withdrawals"))
+        rows = core.uow.read_sync(lambda tx: tx.all("SELECT status, attempts FROM withdrawals"))
         assert [r[0] for r in rows] == ["succeeded"] * 40
         assert {int(r[1]) for r in rows} == {1}  # each claimed and sent exactly once
         from lngate.lightning.bolt11 import decode_bolt11
@@ -315,42 +320,42 @@ async def test_two_workers_never_send_one_withdrawal_twice(core: Core) -> None:
                 decoded = decode_bolt11(bolt11)
                 paid = net.lookup_invoice("carol" if i % 2 else "dave", decoded.payment_hash)
                 assert paid.amount_paid_msat == decoded.amount_msat  # paid once, not twice
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 async def test_a_failure_of_an_older_attempt_never_releases_the_hold(core: Core) -> None:
     """Two workers both found the payment unknown; one sent it again. The first attempt's
     failure must not void the hold: the newer attempt may still succeed."""
+    from lngate.bootstrap import use_cases
     from lngate.domain.withdrawals import WithdrawalStatus
     from lngate.lightning.simnet import SimnetNode
     from lngate.services.withdrawal_settlement import fail_op
-    from lngate.services.withdrawals import WithdrawalService
     from lngate.store import withdrawals as store
 
     alice = funded_user(core, "alice", FUNDS)
     simnet = core.config.simnet_dir
-    service = WithdrawalService(core, SimnetNode(SimnetNetwork(simnet)))
-    body = await service.request(
+    requests = use_cases(core, SimnetNode(SimnetNetwork(simnet))).withdrawal_requests
+    body = await requests.request(
         alice.user_id,
         bolt11=wallet_invoice(simnet, "carol", 10_000),
         lightning_address=None,
         amount_msat=None,
         idempotency=("k", "h"),
     )
-    wid = body["id"]
-    assert core.write_sync(
+    wid = body.id
+    assert core.uow.write_sync(
         lambda tx: store.move(tx, wid, WithdrawalStatus.APPROVED, WithdrawalStatus.SENDING)
     )
-    first = core.read_sync(lambda tx: store.by_id(tx, wid))
+    first = core.uow.read_sync(lambda tx: store.by_id(tx, wid))
     assert first is not None and first.attempts == 1
-    assert core.write_sync(lambda tx: store.next_attempt(tx, wid, 1))  # worker B wins attempt 2
-    assert not core.write_sync(lambda tx: store.next_attempt(tx, wid, 1))  # C loses it
-    assert core.write_sync(fail_op(first, "attempt 1 failed")) is False  # stale: no release
-    still = core.read_sync(lambda tx: store.by_id(tx, wid))
+    assert core.uow.write_sync(lambda tx: store.next_attempt(tx, wid, 1))  # worker B wins attempt 2
+    assert not core.uow.write_sync(lambda tx: store.next_attempt(tx, wid, 1))  # C loses it
+    assert core.uow.write_sync(fail_op(first, "attempt 1 failed")) is False  # stale: no release
+    still = core.uow.read_sync(lambda tx: store.by_id(tx, wid))
     assert still is not None and still.status is WithdrawalStatus.SENDING
-    held = core.read_sync(
+    held = core.uow.read_sync(
         lambda tx: tx.scalar("SELECT hold_state FROM transfers WHERE id = :i", {"i": still.hold_id})
     )
     assert held == "pending"
-    assert core.write_sync(fail_op(still, "attempt 2 failed")) is True
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.write_sync(fail_op(still, "attempt 2 failed")) is True
+    assert core.uow.read_sync(check_ledger).ok

@@ -22,18 +22,18 @@ from typing import Any, TypeVar
 import uvicorn
 
 from lngate.api.app import Worker, create_app
-from lngate.bootstrap import Core, open_signer_probe
+from lngate.bootstrap import Core, open_signer_probe, use_cases
 from lngate.config import Config, load_config
 from lngate.domain.ledger import AccountKind, Balance
 from lngate.lightning.lnd import LndNode
 from lngate.regtest import LndRestError, Network, RegtestError
-from lngate.services.withdrawals import WithdrawalService
+from lngate.services.withdrawals import WithdrawalRequests
 from lngate.store import users
 from lngate.store import withdrawals as withdrawal_store
 from lngate.store.ledger import get_account
 from lngate.store.withdrawals import Withdrawal
-from lngate.workers.invoice_watcher import InvoiceWatcher
 from lngate.workers.payment_sender import PaymentWorker
+from tests.helpers import invoice_watcher
 
 T = TypeVar("T")
 
@@ -129,12 +129,12 @@ def user_balance(core: Core, user_id: str) -> Balance:
         assert account is not None
         return account.balance
 
-    return core.read_sync(read)
+    return core.uow.read_sync(read)
 
 
 def node_account_balance(core: Core) -> Balance:
     account_id = core.system_accounts[AccountKind.NODE.value]
-    account = core.read_sync(lambda tx: get_account(tx, account_id))
+    account = core.uow.read_sync(lambda tx: get_account(tx, account_id))
     assert account is not None
     return account.balance
 
@@ -146,19 +146,21 @@ async def available(core: Core, user_id: str) -> int:
 # --- withdrawals through the service layer ---------------------------------------------------
 
 
-async def request(service: WithdrawalService, user_id: str, bolt11: str) -> dict[str, Any]:
-    """A withdrawal to ``bolt11`` as the API would request it (a fresh Idempotency-Key)."""
-    return await service.request(
+async def request(requests: WithdrawalRequests, user_id: str, bolt11: str) -> dict[str, Any]:
+    """A withdrawal to ``bolt11`` as the API would request it (a fresh Idempotency-Key): its
+    JSON, as the API answers it."""
+    created = await requests.request(
         user_id,
         bolt11=bolt11,
         lightning_address=None,
         amount_msat=None,
         idempotency=(str(uuid.uuid4()), uuid.uuid4().hex),
     )
+    return created.as_json()
 
 
 def withdrawal(core: Core, withdrawal_id: str) -> Withdrawal:
-    w = core.read_sync(lambda tx: withdrawal_store.by_id(tx, withdrawal_id))
+    w = core.uow.read_sync(lambda tx: withdrawal_store.by_id(tx, withdrawal_id))
     assert w is not None
     return w
 
@@ -277,14 +279,16 @@ class LndServer:
         self.port = core.config.port
         self.url = f"http://127.0.0.1:{self.port}"
         self.node = invoice_node(core.config)
-        self.watcher = InvoiceWatcher(core, invoice_node(core.config), expiry_grace_s=0)
+        self.watcher = invoice_watcher(core, invoice_node(core.config), expiry_grace_s=0)
         # As in production (lngate.server): a watch-only node's signer is checked before sending.
+        payment_node = spending_node(core.config)
         self.payments = PaymentWorker(
-            core,
-            spending_node(core.config),
+            use_cases(core, payment_node).payouts,  # with the signer probe, as in production
+            payment_node,
+            core.withdrawal_work,
+            latency=core.metrics.withdrawal_latency,
             poll_s=0.05,
             track_every_s=0.1,
-            signer=open_signer_probe(core.config),
         )
         workers = [
             _closing(self.watcher.run, self.watcher._node),
@@ -292,7 +296,7 @@ class LndServer:
             _closing(_until_stopped, self.node),
         ]
         cfg = uvicorn.Config(
-            create_app(core, self.node, workers=workers),
+            create_app(core, use_cases(core, self.node), workers=workers),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",

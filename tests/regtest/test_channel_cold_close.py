@@ -30,14 +30,9 @@ from lngate.config import Config
 from lngate.lightning.lnd import LndNode
 from lngate.lightning.node import Network as ChainNetwork
 from lngate.regtest import Network
-from lngate.services.treasury import (
-    BookedClose,
-    book_closed_channels,
-    import_cold,
-    open_channel_to_cold,
-)
+from lngate.services.onchain_books import BookedClose
 from lngate.store import treasury as store
-from lngate.workers.treasury import TreasuryWorker
+from tests import treasury_support as ts
 from tests.conftest import started_core
 
 pytestmark = pytest.mark.regtest
@@ -140,7 +135,7 @@ def tx_fee_sat(regtest: Network, txid: str) -> int:
 
 
 def transfer(core: Core, transfer_id: str) -> tuple[int, int, int] | None:
-    row = core.read_sync(
+    row = core.uow.read_sync(
         lambda tx: tx.one(
             "SELECT debit_account_id, credit_account_id, amount_msat FROM transfers WHERE id = :i",
             {"i": transfer_id},
@@ -157,12 +152,13 @@ async def test_a_cooperative_close_pays_the_cold_address(regtest: Network, core:
     try:
         assert (await node.get_info()).network is ChainNetwork.REGTEST
         descriptor, cold = cold_wallet(3)
-        imported = await import_cold(core, descriptor, ChainNetwork.REGTEST, count=3)
-        assert (imported.imported, imported.first_address) == (3, cold[0])
+        imported = await ts.cold_storage(core, node).import_addresses(descriptor, count=3)
+        assert (imported.network, imported.imported) == ("regtest", 3)
+        assert imported.first_address == cold[0]
 
         peer = f"{bob.pubkey}@{bob.p2p_host}"
-        opened = await open_channel_to_cold(
-            core, node, peer, CHANNEL_SAT, actor="test:regtest", reason="test"
+        opened = await ts.channels(core, node).open_to_cold(
+            peer, CHANNEL_SAT, actor="test:regtest", reason="test"
         )
         assert opened.close_address == cold[0]
 
@@ -174,12 +170,12 @@ async def test_a_cooperative_close_pays_the_cold_address(regtest: Network, core:
         assert channel["close_address"] == cold[0]
         ours = [c for c in await node.list_channels() if c.channel_id == opened.channel_point]
         assert ours and ours[0].close_address == cold[0]
-        row = core.read_sync(lambda tx: store.by_address(tx, cold[0]))
+        row = core.uow.read_sync(lambda tx: store.by_address(tx, cold[0]))
         assert row is not None and row.channel_point == opened.channel_point
 
         # The funding transaction is confirmed: its fee is booked, as btcd reckons it.
         funding_txid = opened.channel_point.split(":")[0]
-        assert await TreasuryWorker(core, node).book_once() == []  # no close yet
+        assert await ts.worker(core, node).book_once() == []  # no close yet
         accounts = core.system_accounts
         fee_sat = tx_fee_sat(regtest, funding_txid)
         assert fee_sat > 0
@@ -218,7 +214,7 @@ async def test_a_cooperative_close_pays_the_cold_address(regtest: Network, core:
         assert closed[0]["closing_tx_hash"] == closing_txid
 
         # lngate books exactly what btcd shows on the cold output, once.
-        booked = await book_closed_channels(core, node)
+        booked = await ts.books(core, node).book_closed_channels()
         assert booked == [
             BookedClose(opened.channel_point, closing_txid, cold[0], outputs[cold[0]])
         ]
@@ -227,11 +223,11 @@ async def test_a_cooperative_close_pays_the_cold_address(regtest: Network, core:
             accounts["node"],
             outputs[cold[0]] * 1000,
         )
-        row = core.read_sync(lambda tx: store.by_address(tx, cold[0]))
+        row = core.uow.read_sync(lambda tx: store.by_address(tx, cold[0]))
         assert row is not None
         assert (row.close_txid, row.close_amount_sat) == (closing_txid, outputs[cold[0]])
         assert row.funding_fee_sat == fee_sat
-        assert await book_closed_channels(core, node) == []
-        assert await TreasuryWorker(core, node).book_once() == []
+        assert await ts.books(core, node).book_closed_channels() == []
+        assert await ts.worker(core, node).book_once() == []
     finally:
         await node.close()

@@ -22,13 +22,11 @@ from lngate.config import Config
 from lngate.lightning.lnd import LndNode
 from lngate.lightning.node import InvoiceState
 from lngate.regtest import Network
-from lngate.services.deposits import create_deposit
 from lngate.services.reconciliation import check_ledger
 from lngate.store import deposits, events
 from lngate.store.deposits import DepositStatus
-from lngate.workers.invoice_watcher import InvoiceWatcher
 from tests.conftest import funded_user, started_core
-from tests.helpers import read_events
+from tests.helpers import create_deposit, invoice_watcher, read_events
 from tests.regtest.lngate_helpers import (
     LndServer,
     PayRefused,
@@ -60,13 +58,13 @@ async def node(config: Config) -> AsyncIterator[LndNode]:
 
 
 def deposit_row(core: Core, payment_hash: str) -> deposits.Deposit:
-    d = core.read_sync(lambda tx: deposits.by_hash(tx, payment_hash))
+    d = core.uow.read_sync(lambda tx: deposits.by_hash(tx, payment_hash))
     assert d is not None
     return d
 
 
 def event_types(core: Core, user_id: str) -> list[str]:
-    return [e.type for e in core.read_sync(lambda tx: events.after(tx, user_id, 0, 1000))]
+    return [e.type for e in core.uow.read_sync(lambda tx: events.after(tx, user_id, 0, 1000))]
 
 
 async def credited(core: Core, user_id: str, amount_msat: int) -> None:
@@ -86,7 +84,7 @@ async def test_a_deposit_paid_by_bob_is_credited_exactly_once(
     core: Core, node: LndNode, regtest: Network
 ) -> None:
     user = funded_user(core, "dora")
-    watcher = InvoiceWatcher(core, invoice_node(core.config))
+    watcher = invoice_watcher(core, invoice_node(core.config))
     try:
         async with running(watcher.run):
             d = await create_deposit(core, node, user.user_id, 25_000, memo="top up")
@@ -121,11 +119,11 @@ async def test_a_deposit_paid_by_bob_is_credited_exactly_once(
     finally:
         await watcher._node.close()
     assert event_types(core, user.user_id) == ["deposit.settled", "deposit.settled"]
-    settled = core.read_sync(lambda tx: events.after(tx, user.user_id, 0))[0]
+    settled = core.uow.read_sync(lambda tx: events.after(tx, user.user_id, 0))[0]
     assert settled.data["id"] == d["id"] and settled.data["amount_paid_msat"] == 25_000
     on_lnd = await asyncio.to_thread(invoice_state, regtest, "exchange", d["payment_hash"])
     assert int(on_lnd["amt_paid_msat"]) == 25_000
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 @pytest.fixture
@@ -159,7 +157,7 @@ async def test_an_expired_deposit_is_never_credited_and_is_swept_as_expired(
     else:
         assert refused["status"] == "FAILED", refused
 
-    watcher = InvoiceWatcher(core, invoice_node(core.config), expiry_grace_s=0)
+    watcher = invoice_watcher(core, invoice_node(core.config), expiry_grace_s=0)
     try:
         assert await watcher.sweep_once() == 1
         assert await watcher.sweep_once() == 0  # closed once
@@ -177,7 +175,7 @@ async def test_deposits_paid_while_the_watcher_was_down_are_credited_once(
     core: Core, node: LndNode, regtest: Network
 ) -> None:
     user = funded_user(core, "fred")
-    first = InvoiceWatcher(core, invoice_node(core.config))
+    first = invoice_watcher(core, invoice_node(core.config))
     try:
         async with running(first.run):
             warm_up = await create_deposit(core, node, user.user_id, 1_000, memo="warm-up")
@@ -198,7 +196,7 @@ async def test_deposits_paid_while_the_watcher_was_down_are_credited_once(
     assert all(deposit_row(core, d["payment_hash"]).status is DepositStatus.OPEN for d in paid)
 
     # A new watcher on a new adapter resumes from the settle index the first one committed.
-    second = InvoiceWatcher(core, invoice_node(core.config))
+    second = invoice_watcher(core, invoice_node(core.config))
     try:
         async with running(second.run):
             await credited(core, user.user_id, 1_000 + 2_000 + 4_000 + 6_000)
@@ -207,7 +205,7 @@ async def test_deposits_paid_while_the_watcher_was_down_are_credited_once(
     assert second.credited == 3
 
     # A third start replays nothing twice: a sentinel paid now is the only credit it makes.
-    third = InvoiceWatcher(core, invoice_node(core.config))
+    third = invoice_watcher(core, invoice_node(core.config))
     try:
         async with running(third.run):
             sentinel = await create_deposit(core, node, user.user_id, 1_500, memo="sentinel")
@@ -220,14 +218,14 @@ async def test_deposits_paid_while_the_watcher_was_down_are_credited_once(
         row = deposit_row(core, d["payment_hash"])
         assert row.status is DepositStatus.SETTLED and row.amount_paid_msat == d["amount_msat"]
     assert event_types(core, user.user_id) == ["deposit.settled"] * 5
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 async def test_an_amountless_deposit_credits_what_bob_paid(
     core: Core, node: LndNode, regtest: Network
 ) -> None:
     user = funded_user(core, "gina")
-    watcher = InvoiceWatcher(core, invoice_node(core.config))
+    watcher = invoice_watcher(core, invoice_node(core.config))
     try:
         async with running(watcher.run):
             d = await create_deposit(core, node, user.user_id, None, memo="any amount")
@@ -241,7 +239,7 @@ async def test_an_amountless_deposit_credits_what_bob_paid(
     assert row.status is DepositStatus.SETTLED
     assert row.amount_msat is None and row.amount_paid_msat == 12_345
     assert event_types(core, user.user_id) == ["deposit.settled"]
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 async def test_a_deposit_over_http_is_credited_and_announced_live(
@@ -275,7 +273,7 @@ async def test_a_deposit_over_http_is_credited_and_announced_live(
             assert got["status"] == "settled" and got["amount_paid_msat"] == 30_000
             account = (await c.get("/v1/account")).json()
             assert account["available_msat"] == 30_000
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 @pytest.fixture
@@ -304,7 +302,7 @@ async def test_a_sweep_ahead_of_the_stream_makes_no_later_watcher_skip_a_settlem
     )
     # The watcher's expiry sweep runs (its stream down, or not yet started): it finds the
     # short one settled on lnd and credits it, with its settle index.
-    sweeper = InvoiceWatcher(core, invoice_node(core.config), expiry_grace_s=0)
+    sweeper = invoice_watcher(core, invoice_node(core.config), expiry_grace_s=0)
     try:
         assert await sweeper.sweep_once() == 1
     finally:
@@ -313,7 +311,7 @@ async def test_a_sweep_ahead_of_the_stream_makes_no_later_watcher_skip_a_settlem
 
     # A watcher starting now must still credit the earlier settlement (design: "resumes from
     # the last settle index it processed, so a restart misses nothing").
-    watcher = InvoiceWatcher(core, invoice_node(core.config))
+    watcher = invoice_watcher(core, invoice_node(core.config))
     try:
         async with running(watcher.run):
             await eventually(

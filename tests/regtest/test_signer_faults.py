@@ -37,7 +37,7 @@ import httpx
 import pytest
 
 from lngate.api.admin_app import create_admin_app
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, accounts_for, use_cases
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.domain.errors import NodeUnreachable
@@ -46,16 +46,14 @@ from lngate.lightning.lnd import LndNode
 from lngate.lightning.lnd.signer import MAX_AGE_S as SIGNER_PROBE_MAX_AGE_S
 from lngate.lightning.node import InvoiceState
 from lngate.regtest import SIGNER, Network
-from lngate.services.accounts import create_user
-from lngate.services.deposits import create_deposit
 from lngate.services.reconciliation import check_ledger
-from lngate.services.withdrawals import WithdrawalService
 from lngate.store import deposits
 from lngate.store.deposits import DepositStatus
 from lngate.store.users import Role
 from lngate.store.withdrawals import Withdrawal
 from lngate.workers.payment_sender import SIGNER_AWAY_NOTE, SIGNER_CHECK_MAX_AGE_S
 from tests.conftest import free_port, funded_user, started_core
+from tests.helpers import create_deposit
 from tests.regtest.lngate_helpers import (
     LndServer,
     PayRefused,
@@ -112,8 +110,8 @@ async def api_node(core: Core) -> AsyncIterator[LndNode]:
 async def admin_api(core: Core) -> AsyncIterator[AsyncClient]:
     """The admin app in process (its lifespan run), with an operator's key."""
     node = spending_node(core.config)
-    app = create_admin_app(core, node)
-    creds = create_user(core, "operator", Role.ADMIN)
+    app = create_admin_app(core, use_cases(core, node))
+    creds = accounts_for(core).create_user_sync("operator", Role.ADMIN)
     try:
         async with (
             app.router.lifespan_context(app),
@@ -192,7 +190,7 @@ async def until(core: Core, withdrawal_id: str, status: WithdrawalStatus) -> Wit
 
 
 def deposit_status(core: Core, payment_hash: str) -> DepositStatus:
-    d = core.read_sync(lambda tx: deposits.by_hash(tx, payment_hash))
+    d = core.uow.read_sync(lambda tx: deposits.by_hash(tx, payment_hash))
     assert d is not None
     return d.status
 
@@ -211,7 +209,7 @@ async def test_with_the_signer_away_nothing_is_lost_and_what_waited_completes(
 ) -> None:
     regtest.reload()  # another test may have restarted nodes through the CLI
     config_file = cli_config(core, tmp_path / "lngate.toml")
-    service = WithdrawalService(core, api_node)
+    service = use_cases(core, api_node).withdrawal_requests
     alice = funded_user(core, "alice", FUNDS)
     bolt0, hash0, preimage0 = await asyncio.to_thread(bob_hold_invoice, regtest, HELD_MSAT)
     try:
@@ -323,4 +321,4 @@ async def test_with_the_signer_away_nothing_is_lost_and_what_waited_completes(
     for payment_hash in (hash0, hash1):
         payments = await asyncio.to_thread(exchange_payments, regtest, payment_hash)
         assert [p["status"] for p in payments] == ["SUCCEEDED"]
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok

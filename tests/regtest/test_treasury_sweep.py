@@ -17,10 +17,8 @@ from lngate.bootstrap import Core
 from lngate.config import Config
 from lngate.domain.treasury import TreasuryPolicy
 from lngate.lightning.lnd import LndNode
-from lngate.lightning.node import Network as ChainNetwork
 from lngate.regtest import Network
-from lngate.services.treasury import import_cold
-from lngate.workers.treasury import TreasuryWorker
+from tests import treasury_support as ts
 from tests.conftest import started_core
 
 pytestmark = pytest.mark.regtest
@@ -76,24 +74,25 @@ async def test_a_sweep_sent_before_a_crash_is_booked_once(regtest: Network, core
         )
 
     cold = cold_addresses(2)
-    await import_cold(core, "\n".join(cold), ChainNetwork.REGTEST)
     dying = lnd(DyingLndNode)
     try:
+        imported = await ts.cold_storage(core, dying).import_addresses("\n".join(cold))
+        assert (imported.network, imported.imported) == ("regtest", 2)
         with pytest.raises(SystemExit):
-            await TreasuryWorker(core, dying).sweep_once()
+            await ts.worker(core, dying).sweep_once()
     finally:
         await dying.close()
 
     node = lnd()
     try:
-        result = await TreasuryWorker(core, node, lease_s=0).sweep_once()
+        result = await ts.worker(core, node, lease_s=0).sweep_once()
         assert result is not None and result.recovered and result.address == cold[0]
         assert result.amount_sat >= SWEEP_SAT and result.fee_sat > 0
         assert paid_to(regtest, result.txid, cold[0]) == result.amount_sat
         # Booked once; the next run neither books nor sends again.
-        assert await TreasuryWorker(core, node, lease_s=0).sweep_once() is None
+        assert await ts.worker(core, node, lease_s=0).sweep_once() is None
     finally:
         await node.close()
-    txs = core.read_sync(lambda tx: tx.all("SELECT txid, amount_sat, fee_sat FROM sweeps"))
+    txs = core.uow.read_sync(lambda tx: tx.all("SELECT txid, amount_sat, fee_sat FROM sweeps"))
     assert txs == [(result.txid, result.amount_sat, result.fee_sat)]
     regtest.mine(1)

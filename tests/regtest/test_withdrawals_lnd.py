@@ -30,26 +30,25 @@ from typing import Any
 
 import pytest
 
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, use_cases
 from lngate.client import AsyncClient
 from lngate.config import Config
+from lngate.domain.errors import DuplicatePaymentHash, InternalInvoicePaid
 from lngate.domain.ledger import AccountKind
-from lngate.domain.withdrawals import FINAL, DuplicatePaymentHash, WithdrawalStatus
+from lngate.domain.withdrawals import FINAL, WithdrawalStatus
 from lngate.lightning.lnd import LndNode
 from lngate.lightning.node import Network, Payment, PaymentStatus
 from lngate.regtest import Network as RegtestNetwork
-from lngate.services.deposits import create_deposit
 from lngate.services.reconciliation import check_ledger
-from lngate.services.withdrawals import InternalInvoicePaid, WithdrawalService
+from lngate.services.withdrawals import WithdrawalRequests
 from lngate.store import deposits, events
 from lngate.store import withdrawals as store
 from lngate.store.deposits import DepositStatus
 from lngate.store.ledger import all_accounts, get_account
 from lngate.store.withdrawals import Withdrawal
-from lngate.workers.invoice_watcher import InvoiceWatcher
-from lngate.workers.payment_sender import PaymentWorker
 from tests.conftest import funded_user
-from tests.helpers import foreign_invoice
+from tests.helpers import create_deposit, foreign_invoice, invoice_watcher
+from tests.helpers import payment_worker as payment_worker_over
 from tests.regtest.lngate_helpers import (
     LndServer,
     PayRefused,
@@ -97,8 +96,8 @@ async def api_node(config: Config) -> AsyncIterator[LndNode]:
 
 
 @pytest.fixture
-def service(core: Core, api_node: LndNode) -> WithdrawalService:
-    return WithdrawalService(core, api_node)
+def service(core: Core, api_node: LndNode) -> WithdrawalRequests:
+    return use_cases(core, api_node).withdrawal_requests
 
 
 class SpyNode(LndNode):
@@ -133,7 +132,7 @@ def spy_node(config: Config) -> SpyNode:
 async def payment_worker(core: Core) -> AsyncIterator[SpyNode]:
     """The payment worker, running on its own adapter (spending macaroon) for the block."""
     node = spy_node(core.config)
-    worker = PaymentWorker(core, node, poll_s=0.05, track_every_s=0.1)
+    worker = payment_worker_over(core, node, poll_s=0.05, track_every_s=0.1)
     try:
         async with running(worker.run):
             yield node
@@ -156,7 +155,7 @@ FINISHED = {WithdrawalStatus.SUCCEEDED, WithdrawalStatus.FAILED}
 
 
 def system_balance(core: Core, kind: AccountKind) -> Any:
-    account = core.read_sync(lambda tx: get_account(tx, core.system_accounts[kind.value]))
+    account = core.uow.read_sync(lambda tx: get_account(tx, core.system_accounts[kind.value]))
     assert account is not None
     return account.balance
 
@@ -177,7 +176,7 @@ def succeeded_htlcs(payments: list[dict[str, Any]]) -> int:
 
 
 async def test_a_withdrawal_to_bob_pays_once_and_posts_the_right_amounts(
-    core: Core, service: WithdrawalService, regtest: RegtestNetwork
+    core: Core, service: WithdrawalRequests, regtest: RegtestNetwork
 ) -> None:
     alice = funded_user(core, "alice", FUNDS)
     mallory = funded_user(core, "mallory", FUNDS)
@@ -222,24 +221,25 @@ async def test_a_withdrawal_to_bob_pays_once_and_posts_the_right_amounts(
     assert int(payment["fee_msat"]) == done.routing_fee_msat
     channel_after = await asyncio.to_thread(settled_channel_balance, regtest)
     assert channel_before - channel_after == 100_000 + done.routing_fee_msat
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 async def test_an_amountless_invoice_and_an_uppercase_qr_invoice_are_paid(
-    core: Core, service: WithdrawalService, regtest: RegtestNetwork
+    core: Core, service: WithdrawalRequests, regtest: RegtestNetwork
 ) -> None:
     """An amountless invoice of bob's is paid the amount the user asked for; an invoice as
     wallets scan it from a QR code (``LIGHTNING:LNBCRT...``, upper case) is paid as well."""
     alice = funded_user(core, "alice", FUNDS)
     amountless, amountless_hash = await asyncio.to_thread(bob_invoice, regtest, 0, "any")
     upper, upper_hash = await asyncio.to_thread(bob_invoice, regtest, 21_000, "qr")
-    a = await service.request(
+    created = await service.request(
         alice.user_id,
         bolt11=amountless,
         lightning_address=None,
         amount_msat=17_000,
         idempotency=(str(uuid.uuid4()), uuid.uuid4().hex),
     )
+    a = created.as_json()
     assert a["status"] == "approved" and a["amount_msat"] == 17_000, a
     b = await request(service, alice.user_id, "LIGHTNING:" + upper.upper())
     assert b["status"] == "approved" and b["amount_msat"] == 21_000, b
@@ -257,7 +257,7 @@ async def test_an_amountless_invoice_and_an_uppercase_qr_invoice_are_paid(
     assert node_account_balance(core).credits_posted_msat == sum(
         d.amount_msat + (d.routing_fee_msat or 0) for d in done
     )
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 def unroutable_invoice(amount_msat: int) -> tuple[str, str]:
@@ -270,7 +270,7 @@ def unroutable_invoice(amount_msat: int) -> tuple[str, str]:
 
 
 async def test_a_no_route_failure_releases_the_hold(
-    core: Core, service: WithdrawalService, regtest: RegtestNetwork
+    core: Core, service: WithdrawalRequests, regtest: RegtestNetwork
 ) -> None:
     alice = funded_user(core, "alice", FUNDS)
     bolt11, payment_hash = unroutable_invoice(50_000)
@@ -289,12 +289,12 @@ async def test_a_no_route_failure_releases_the_hold(
     payments = await asyncio.to_thread(exchange_payments, regtest, payment_hash)
     assert [p["status"] for p in payments] == ["FAILED"]
     assert succeeded_htlcs(payments) == 0
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 @pytest.mark.parametrize("settle", [True, False], ids=["bob-settles", "bob-cancels"])
 async def test_a_payment_held_by_bob_keeps_the_hold_until_he_decides(
-    core: Core, service: WithdrawalService, regtest: RegtestNetwork, settle: bool
+    core: Core, service: WithdrawalRequests, regtest: RegtestNetwork, settle: bool
 ) -> None:
     alice = funded_user(core, "alice", FUNDS)
     bolt11, payment_hash, preimage = await asyncio.to_thread(bob_hold_invoice, regtest, 40_000)
@@ -359,7 +359,7 @@ async def test_a_payment_held_by_bob_keeps_the_hold_until_he_decides(
         assert succeeded_htlcs(payments) == 0
         assert channel_after == channel_before
     assert node_account_balance(core).credits_pending_msat == 0
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 async def test_a_withdrawal_over_http_is_paid(core: Core, regtest: RegtestNetwork) -> None:
@@ -384,7 +384,7 @@ async def test_a_withdrawal_over_http_is_paid(core: Core, regtest: RegtestNetwor
             assert account["pending_msat"] == 0
     on_bob = await asyncio.to_thread(invoice_state, regtest, "bob", payment_hash)
     assert on_bob["state"] == "SETTLED" and int(on_bob["amt_paid_msat"]) == 33_000
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 def _finished(w: dict[str, Any]) -> bool:
@@ -395,17 +395,17 @@ def _finished(w: dict[str, Any]) -> bool:
 
 
 def deposit_status(core: Core, payment_hash: str) -> DepositStatus:
-    d = core.read_sync(lambda tx: deposits.by_hash(tx, payment_hash))
+    d = core.uow.read_sync(lambda tx: deposits.by_hash(tx, payment_hash))
     assert d is not None
     return d.status
 
 
 async def test_an_invoice_of_another_user_is_settled_internally_and_cancelled_on_lnd(
-    core: Core, service: WithdrawalService, api_node: LndNode, regtest: RegtestNetwork
+    core: Core, service: WithdrawalRequests, api_node: LndNode, regtest: RegtestNetwork
 ) -> None:
     alice = funded_user(core, "alice", FUNDS)
     bea = funded_user(core, "bea")
-    watcher = InvoiceWatcher(core, invoice_node(core.config))
+    watcher = invoice_watcher(core, invoice_node(core.config))
     try:
         async with running(watcher.run):
             deposit = await create_deposit(core, api_node, bea.user_id, 70_000)
@@ -434,16 +434,19 @@ async def test_an_invoice_of_another_user_is_settled_internally_and_cancelled_on
 
             # An amountless deposit invoice: settled internally for the amount alice gives.
             any_amount = await create_deposit(core, api_node, bea.user_id, None)
-            w2 = await service.request(
+            created = await service.request(
                 alice.user_id,
                 bolt11=any_amount["bolt11"],
                 lightning_address=None,
                 amount_msat=15_000,
                 idempotency=(str(uuid.uuid4()), uuid.uuid4().hex),
             )
+            w2 = created.as_json()
             assert w2["status"] == "succeeded" and w2["internal"] is True, w2
             assert await available(core, bea.user_id) == 85_000
-            settled = core.read_sync(lambda tx: deposits.by_hash(tx, any_amount["payment_hash"]))
+            settled = core.uow.read_sync(
+                lambda tx: deposits.by_hash(tx, any_amount["payment_hash"])
+            )
             assert settled is not None and settled.amount_paid_msat == 15_000
 
             # A sentinel deposit paid by bob: once it is credited the watcher has seen
@@ -459,14 +462,14 @@ async def test_an_invoice_of_another_user_is_settled_internally_and_cancelled_on
     finally:
         await watcher._node.close()
     assert node_account_balance(core).credits_posted_msat == 0  # nothing left the node
-    types = [e.type for e in core.read_sync(lambda tx: events.after(tx, bea.user_id, 0))]
+    types = [e.type for e in core.uow.read_sync(lambda tx: events.after(tx, bea.user_id, 0))]
     assert types == ["deposit.settled"] * 3
     assert await available(core, alice.user_id) == FUNDS - 85_000
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 async def test_internal_settlement_is_refused_once_bob_paid_the_invoice(
-    core: Core, service: WithdrawalService, api_node: LndNode, regtest: RegtestNetwork
+    core: Core, service: WithdrawalRequests, api_node: LndNode, regtest: RegtestNetwork
 ) -> None:
     alice = funded_user(core, "alice", FUNDS)
     bea = funded_user(core, "bea")
@@ -483,9 +486,9 @@ async def test_internal_settlement_is_refused_once_bob_paid_the_invoice(
         await request(service, alice.user_id, first["bolt11"])
     balance = user_balance(core, alice.user_id)
     assert balance.available_msat == FUNDS and balance.debits_pending_msat == 0
-    assert core.read_sync(lambda tx: store.active_with_hash(tx, first["payment_hash"])) is None
+    assert core.uow.read_sync(lambda tx: store.active_with_hash(tx, first["payment_hash"])) is None
 
-    watcher = InvoiceWatcher(core, invoice_node(core.config))
+    watcher = invoice_watcher(core, invoice_node(core.config))
     try:
         async with running(watcher.run):
             await eventually(
@@ -506,7 +509,7 @@ async def test_internal_settlement_is_refused_once_bob_paid_the_invoice(
         assert on_lnd["state"] == "SETTLED"
         assert int(on_lnd["amt_paid_msat"]) == d["amount_msat"]
     assert node_account_balance(core).credits_posted_msat == 0
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
 
 
 # --- the worker SIGKILLed at its crash points --------------------------------------------------
@@ -585,7 +588,7 @@ UNFINISHED = "SELECT COUNT(*) FROM withdrawals WHERE status NOT IN ('succeeded',
 
 
 def unfinished(core: Core) -> int:
-    return int(core.read_sync(lambda tx: tx.scalar(UNFINISHED)))
+    return int(core.uow.read_sync(lambda tx: tx.scalar(UNFINISHED)))
 
 
 def decide_held(regtest: RegtestNetwork, plan: list[Planned], crashes: int) -> None:
@@ -610,7 +613,7 @@ def decide_held(regtest: RegtestNetwork, plan: list[Planned], crashes: int) -> N
 
 
 async def test_the_worker_survives_sigkill_on_lnd(
-    core: Core, service: WithdrawalService, regtest: RegtestNetwork, tmp_path: Path
+    core: Core, service: WithdrawalRequests, regtest: RegtestNetwork, tmp_path: Path
 ) -> None:
     rng = random.Random(20261125)
     plan = await asyncio.to_thread(crash_plan, regtest, rng)
@@ -650,7 +653,7 @@ async def test_the_worker_survives_sigkill_on_lnd(
     assert unfinished(core) == 0, f"withdrawals left unfinished after {started} worker starts"
     assert crashes >= 3, f"the test meant to crash the worker; it crashed {crashes} times"
 
-    finished = core.read_sync(
+    finished = core.uow.read_sync(
         lambda tx: (
             store.with_status(tx, WithdrawalStatus.SUCCEEDED, 1000)
             + store.with_status(tx, WithdrawalStatus.FAILED, 1000)
@@ -683,12 +686,12 @@ async def test_the_worker_survives_sigkill_on_lnd(
     assert all(p.resolved for p in plan if p.kind.startswith("hold"))
 
     # Every hold posted or voided; no user has anything pending; the books balance.
-    for account in core.read_sync(all_accounts):
+    for account in core.uow.read_sync(all_accounts):
         assert account.balance.debits_pending_msat == 0, account
         assert account.balance.credits_pending_msat == 0, account
     node_account = node_account_balance(core)
     assert node_account.credits_posted_msat == paid_out_msat
-    assert core.read_sync(check_ledger).ok
+    assert core.uow.read_sync(check_ledger).ok
     # The node's channel balance fell by exactly what the ledger says left it.
     channel_after = await asyncio.to_thread(settled_channel_balance, regtest)
     assert channel_before - channel_after == paid_out_msat

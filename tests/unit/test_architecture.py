@@ -7,10 +7,8 @@ imports an entry point but the process that runs it. Every import counts: at mod
 function or under ``TYPE_CHECKING`` (a type is a dependency too). And no module of src/ is part
 of an import cycle.
 
-``STILL_CROSSING`` lists, edge by edge, the imports that cross an arrow today, each waiting for
-the move of issue 11 that removes it (a unit-of-work port in place of ``Core``, routers given
-use cases instead of a node). An edge that goes away must leave the list too (a test says so),
-so the list only shrinks.
+Use cases open their own transactions, so no entry point holds one: nothing in ``api``,
+``workers`` or the CLI takes a ``Tx`` (no ``lambda tx:`` closures handed to a unit of work).
 """
 
 from __future__ import annotations
@@ -36,13 +34,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "logs": frozenset(),
     "metrics": frozenset(),
     "services": frozenset({"domain", "lightning", "store", "config", "security", "crashpoints"}),
-    "workers": frozenset({"services", "domain", "lightning", "config", "crashpoints", "bootstrap"}),
-    "api": frozenset(
-        {"services", "domain", "config", "security", "metrics", "logs", "bootstrap", "client"}
-    ),
+    # Workers and routes are given their use cases (built in bootstrap) and call only those.
+    "workers": frozenset({"services", "domain", "lightning", "crashpoints"}),
+    "api": frozenset({"services", "domain", "security", "metrics", "logs", "bootstrap"}),
     "client": frozenset({"security"}),  # the Python client signs requests as the API checks them
     # The composition root knows every adapter; the processes and the CLI are built on it.
-    "bootstrap": frozenset({"config", "domain", "lightning", "store", "security", "metrics"}),
+    "bootstrap": frozenset(
+        {"config", "domain", "lightning", "store", "security", "metrics", "services"}
+    ),
     "server": frozenset(
         {"api", "bootstrap", "config", "logs", "processes", "services", "store", "workers"}
     ),
@@ -53,7 +52,6 @@ ALLOWED: dict[str, frozenset[str]] = {
             "bench",
             "bootstrap",
             "cli_support",
-            "config",
             "domain",
             "lightning",
             "logs",
@@ -61,13 +59,10 @@ ALLOWED: dict[str, frozenset[str]] = {
             "regtest",
             "server",
             "services",
-            "store",
             "treasury_cli",
         }
     ),
-    "treasury_cli": frozenset(
-        {"bootstrap", "cli_support", "config", "domain", "lightning", "services", "workers"}
-    ),
+    "treasury_cli": frozenset({"bootstrap", "cli_support", "domain", "lightning", "workers"}),
     "bench": frozenset(
         {"bootstrap", "client", "config", "domain", "lightning", "services", "store", "workers"}
     ),
@@ -75,31 +70,6 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 # Nobody imports these but the process entry points named in ALLOWED.
 ENTRY_POINTS = frozenset({"api", "workers", "server", "cli", "treasury_cli", "processes"})
-
-# Imports that cross an arrow today; each goes with issue 11's unit-of-work port.
-STILL_CROSSING: frozenset[tuple[str, str]] = frozenset(
-    {
-        # Services take ``Core`` (database, writer, config, keys, wake-ups) from the
-        # composition root, where they should take a unit-of-work port and their settings.
-        ("lngate.services.accounts", "lngate.bootstrap"),
-        ("lngate.services.config_audit", "lngate.bootstrap"),
-        ("lngate.services.deposits", "lngate.bootstrap"),
-        ("lngate.services.lnurl", "lngate.bootstrap"),
-        ("lngate.services.payouts", "lngate.bootstrap"),
-        ("lngate.services.rate_limits", "lngate.bootstrap"),
-        ("lngate.services.solvency", "lngate.bootstrap"),
-        ("lngate.services.treasury", "lngate.bootstrap"),
-        ("lngate.services.withdrawals", "lngate.bootstrap"),
-        # Routers are built from ``(core, node)``, where they should be given use-case objects
-        # built in bootstrap; the admin status and gauges hold the signer probe (an adapter).
-        ("lngate.api.admin_app", "lngate.lightning.node"),
-        ("lngate.api.admin_app", "lngate.lightning.lnd.signer"),
-        ("lngate.api.app", "lngate.lightning.node"),
-        ("lngate.api.books_metrics", "lngate.lightning.lnd.signer"),
-        ("lngate.api.deposit_routes", "lngate.lightning.node"),
-        ("lngate.api.lnurl_routes", "lngate.lightning.node"),
-    }
-)
 
 
 def layer(module: str) -> str:
@@ -158,12 +128,7 @@ def crossings() -> set[tuple[str, str]]:
 
 
 def test_every_layer_imports_only_what_the_design_allows() -> None:
-    assert sorted(crossings() - STILL_CROSSING) == []
-
-
-def test_the_list_of_crossings_still_to_remove_is_current() -> None:
-    gone = STILL_CROSSING - crossings()
-    assert sorted(gone) == [], "remove these from STILL_CROSSING: they no longer cross"
+    assert sorted(crossings()) == []
 
 
 def test_no_entry_point_is_imported_by_the_layers_it_calls() -> None:
@@ -175,6 +140,24 @@ def test_no_entry_point_is_imported_by_the_layers_it_calls() -> None:
         if layer(module) in inward and layer(target) in ENTRY_POINTS
     ]
     assert offenders == []
+
+
+def test_no_entry_point_holds_a_transaction() -> None:
+    """A function of an entry point with a parameter named ``tx`` (or a ``lambda tx``) would be
+    deciding what runs in a transaction: that is a use case's job."""
+    offenders = []
+    for path in entry_point_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            functions = ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda
+            if isinstance(node, functions) and any(a.arg in {"tx", "t"} for a in node.args.args):
+                offenders.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert offenders == []
+
+
+def entry_point_files() -> list[Path]:
+    return [
+        path for module, path in modules().items() if layer(module) in ENTRY_POINTS - {"processes"}
+    ]
 
 
 def test_the_domain_imports_only_the_standard_library_and_itself() -> None:

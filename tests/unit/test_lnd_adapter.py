@@ -65,7 +65,7 @@ from lngate.lightning.node import (
     Node,
     PaymentStatus,
 )
-from lngate.services.treasury import funding_fee_sat
+from lngate.services.onchain_books import funding_fee_sat
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "lnd"
 MACAROON_HEX = "0201036c6e6402f801030a10" + "ab" * 20

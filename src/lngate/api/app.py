@@ -18,18 +18,18 @@ from lngate.api.lnurl_routes import lnurl_router
 from lngate.api.responses import JsonResponse
 from lngate.api.user_routes import user_router
 from lngate.api.withdrawal_routes import withdrawal_router
-from lngate.bootstrap import Core
+from lngate.bootstrap import Core, UseCases
 from lngate.domain.users import Role
-from lngate.lightning.node import Node
-from lngate.services.withdrawals import WithdrawalService
+from lngate.security.replay_guards import replay_guard_for
 
 log = logging.getLogger(__name__)
 
 Worker = Callable[[asyncio.Event], Awaitable[None]]
 
 
-def create_app(core: Core, node: Node, *, workers: Sequence[Worker] = ()) -> FastAPI:
-    """The API over ``core`` and ``node``; ``workers`` run for the app's lifetime."""
+def create_app(core: Core, cases: UseCases, *, workers: Sequence[Worker] = ()) -> FastAPI:
+    """The API over the use cases ``cases`` (built by ``bootstrap.use_cases`` with the
+    invoice-only node credential); ``workers`` run for the app's lifetime."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -56,14 +56,18 @@ def create_app(core: Core, node: Node, *, workers: Sequence[Worker] = ()) -> Fas
     errors.install(app)
     openapi.install(app)
     middleware.install(app, core.metrics, "public", max_body_bytes=core.config.max_body_bytes)
-    auth = Authenticator(core, frozenset({Role.USER, Role.MERCHANT}))
+    window_ms = core.config.receive_window_ms
+    replays = replay_guard_for(core.db, window_ms)
+    roles = frozenset({Role.USER, Role.MERCHANT})
+    auth = Authenticator(cases.api_keys, replays, roles, window_ms=window_ms, clock=core.clock)
     app.state.core = core
     app.state.auth = auth
-    app.include_router(user_router(core, auth))
-    app.include_router(deposit_router(core, node, auth))
-    app.include_router(event_router(core, auth))
-    app.include_router(lnurl_router(core, node))
-    app.include_router(withdrawal_router(core, WithdrawalService(core, node), auth))
+    app.include_router(user_router(cases.accounts, cases.transfers, auth))
+    app.include_router(deposit_router(cases.deposits, auth))
+    streams_per_user = core.config.event_streams_per_user
+    app.include_router(event_router(cases.account_events, auth, streams_per_user=streams_per_user))
+    app.include_router(lnurl_router(cases.lightning_addresses))
+    app.include_router(withdrawal_router(cases.withdrawal_requests, auth))
 
     @app.get("/health", tags=["meta"])
     async def get_health() -> schemas.Health:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import re
 import time
 from collections import OrderedDict
@@ -10,10 +9,9 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from lngate.bootstrap import Core
 from lngate.domain.errors import AuthError
 from lngate.domain.users import Role
-from lngate.security.replay_guards import replay_guard_for
+from lngate.security.replay_guards import SharedReplayGuard
 from lngate.security.secrets import new_api_secret
 from lngate.security.signing import (
     KEY_HEADER,
@@ -22,7 +20,9 @@ from lngate.security.signing import (
     sign,
     signatures_match,
 )
-from lngate.services import api_keys
+from lngate.services.api_keys import ApiKeys
+from lngate.services.clock import SYSTEM_CLOCK
+from lngate.services.ports import Clock
 
 _TIMESTAMP = re.compile(r"[0-9]{1,15}")
 # One answer for an unknown key, a key of another listener and a wrong signature: which of the
@@ -42,14 +42,26 @@ class Caller:
 
 class Authenticator:
     """Checks signatures for one listener; ``roles`` are the key roles it accepts (user and
-    merchant keys on the public listener, admin keys on the admin listener, never both)."""
+    merchant keys on the public listener, admin keys on the admin listener, never both).
 
-    def __init__(self, core: Core, roles: frozenset[Role]) -> None:
-        self._core = core
+    ``replays``: shared by every process on PostgreSQL (a table), this process's memory on
+    SQLite (``replay_guard_for``); the listener closes it when it stops. ``window_ms``: how
+    far a request's timestamp may be from ``clock``'s time."""
+
+    def __init__(
+        self,
+        keys: ApiKeys,
+        replays: SharedReplayGuard,
+        roles: frozenset[Role],
+        *,
+        window_ms: int,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        self._api_keys = keys
         self._roles = roles
-        self._window_ms = core.config.receive_window_ms
-        # shared by every process on PostgreSQL (a table), this process's memory on SQLite
-        self.replays = replay_guard_for(core.db, self._window_ms)
+        self._window_ms = window_ms
+        self._clock = clock
+        self.replays = replays
         self._keys: OrderedDict[str, tuple[float, str, str, Role]] = OrderedDict()
 
     async def _secret_for(self, api_key: str) -> tuple[str, str, Role] | None:
@@ -57,15 +69,13 @@ class Authenticator:
         cached = self._keys.get(api_key)
         if cached is not None and cached[0] > now:
             return cached[1], cached[2], cached[3]
-        holder = await self._core.read(functools.partial(api_keys.active_key, api_key=api_key))
-        if holder is None:
+        key = await self._api_keys.signing_key(api_key)
+        if key is None:
             return None
-        sealed = holder.secret_encrypted
-        secret = self._core.server_key.decrypt(sealed, context=api_key.encode()).decode()
-        self._keys[api_key] = (now + KEY_CACHE_TTL_S, holder.user_id, secret, holder.role)
+        self._keys[api_key] = (now + KEY_CACHE_TTL_S, key.user_id, key.secret, key.role)
         if len(self._keys) > KEY_CACHE_MAX:
             self._keys.popitem(last=False)
-        return holder.user_id, secret, holder.role
+        return key.user_id, key.secret, key.role
 
     async def __call__(self, request: Request) -> Caller:
         headers = request.headers
@@ -78,7 +88,7 @@ class Authenticator:
             )
         if not _TIMESTAMP.fullmatch(timestamp):
             raise AuthError(f"{TIMESTAMP_HEADER} must be Unix time in milliseconds")
-        now_ms = int(time.time() * 1000)
+        now_ms = self._clock.now_ms()
         if abs(now_ms - int(timestamp)) > self._window_ms:
             raise AuthError("the request timestamp is outside the receive window")
         known = await self._secret_for(api_key)

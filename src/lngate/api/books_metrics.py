@@ -4,28 +4,22 @@ scrape runs off the event loop) and, for a watch-only node, from its remote sign
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from lngate.bootstrap import Core
-from lngate.services.monitoring import books_snapshot
-
-if TYPE_CHECKING:
-    from lngate.lightning.lnd.signer import SignerProbe
+from lngate.services.monitoring import Monitoring
 
 
 class BooksCollector(Collector):
     """Liabilities, assets from the last reconciliation, the halt state, deposits and
     withdrawals by status, and whether the node's remote signer answers."""
 
-    def __init__(self, core: Core, signer: SignerProbe | None) -> None:
-        self._core = core
-        self._signer = signer
+    def __init__(self, monitoring: Monitoring) -> None:
+        self._monitoring = monitoring
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        snap = self._core.read_sync(books_snapshot)
+        snap = self._monitoring.books_sync()
         yield _gauge(
             "lngate_liabilities_msat", "What users and merchants are owed", snap.liabilities_msat
         )
@@ -64,11 +58,12 @@ class BooksCollector(Collector):
             )
         yield _by_status("lngate_deposits", "Deposits by status", snap.deposits_by_status)
         yield _by_status("lngate_withdrawals", "Withdrawals by status", snap.withdrawals_by_status)
-        if self._signer is not None:  # only for a watch-only node
+        reachable = self._monitoring.signer_reachable_sync()
+        if reachable is not None:  # only for a watch-only node
             yield _gauge(
                 "lngate_signer_reachable",
                 "1 while the node's remote signer is reachable",
-                int(self._signer.check().reachable),
+                int(reachable),
             )
 
 

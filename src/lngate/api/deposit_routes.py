@@ -11,12 +11,10 @@ from lngate.api.json_body import JsonRoute
 from lngate.api.openapi import error_responses
 from lngate.api.params import QueryInt
 from lngate.api.responses import MAX_SEQ
-from lngate.bootstrap import Core
-from lngate.lightning.node import Node
-from lngate.services import deposits
+from lngate.services.deposits import PAGE_MAX, Deposits
 
 
-def deposit_router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
+def deposit_router(deposits: Deposits, auth: Authenticator) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["deposits"], route_class=JsonRoute)
     Authed = Annotated[Caller, Depends(auth)]
 
@@ -27,30 +25,22 @@ def deposit_router(core: Core, node: Node, auth: Authenticator) -> APIRouter:
         idempotency: Annotated[tuple[str, str] | None, Depends(optional_idempotency)],
     ) -> schemas.Deposit:
         """A fresh invoice of our node; paying it credits the caller once."""
-        created = await deposits.create_deposit(
-            core,
-            node,
-            caller.user_id,
-            body.amount_msat,
-            memo=body.memo or "",
-            idempotency=idempotency,
+        created = await deposits.create(
+            caller.user_id, body.amount_msat, memo=body.memo or "", idempotency=idempotency
         )
         return schemas.Deposit.model_validate(created)
 
     @router.get("/deposits/{deposit_id}", responses=error_responses(404))
     async def get_deposit(deposit_id: str, caller: Authed) -> schemas.Deposit:
-        found = await core.read(lambda tx: deposits.get_deposit(tx, caller.user_id, deposit_id))
-        return schemas.Deposit.model_validate(found)
+        return schemas.Deposit.model_validate(await deposits.get(caller.user_id, deposit_id))
 
     @router.get("/deposits")
     async def list_deposits(
         caller: Authed,
-        limit: Annotated[QueryInt, Query(ge=1, le=deposits.PAGE_MAX)] = 50,
+        limit: Annotated[QueryInt, Query(ge=1, le=PAGE_MAX)] = 50,
         cursor: Annotated[QueryInt | None, Query(ge=1, le=MAX_SEQ)] = None,
     ) -> schemas.DepositPage:
-        page = await core.read(
-            lambda tx: deposits.list_deposits(tx, caller.user_id, cursor=cursor, limit=limit)
-        )
+        page = await deposits.page(caller.user_id, cursor=cursor, limit=limit)
         return schemas.DepositPage.model_validate(page)
 
     return router

@@ -1,7 +1,6 @@
 """Live account events over Server-Sent Events, signed like every /v1 call."""
 
 import asyncio
-import functools
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -17,10 +16,9 @@ from lngate.api.json_body import JsonRoute
 from lngate.api.openapi import error_responses
 from lngate.api.params import QueryInt
 from lngate.api.responses import MAX_SEQ
-from lngate.bootstrap import Core
 from lngate.domain.errors import TooManyStreams
 from lngate.domain.inputs import ascii_uint
-from lngate.services import account_events
+from lngate.services.account_events import AccountEvents
 
 STREAMS_MAX = 1_000
 KEEPALIVE_S = 15.0
@@ -59,11 +57,11 @@ EVENT_SCHEMA: dict[str, Any] = {
 }
 
 
-def event_router(core: Core, auth: Authenticator) -> APIRouter:
+def event_router(events: AccountEvents, auth: Authenticator, *, streams_per_user: int) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["events"], route_class=JsonRoute)
     Authed = Annotated[Caller, Depends(auth)]
     slots = asyncio.Semaphore(STREAMS_MAX)  # this process's streams, all users
-    per_user_max = core.config.event_streams_per_user
+    per_user_max = streams_per_user
     open_per_user: Counter[str] = Counter()
 
     @router.get(
@@ -105,13 +103,13 @@ def event_router(core: Core, auth: Authenticator) -> APIRouter:
                 f"this account already has {per_user_max} live event streams; close one"
             )
         if start is None:
-            start = await core.read(lambda tx: account_events.latest_seq(tx, caller.user_id))
+            start = await events.latest_seq(caller.user_id)
         # Counted from now, not from the first byte: a burst of requests cannot overshoot.
         open_per_user[caller.user_id] += 1
 
         async def body() -> AsyncIterator[bytes]:
             async with slots:
-                async for chunk in _follow(core, request, caller.user_id, start):
+                async for chunk in _follow(events, request, caller.user_id, start):
                     yield chunk
 
         return _EventStream(body(), on_close=lambda: _release(open_per_user, caller.user_id))
@@ -143,15 +141,13 @@ def _release(open_per_user: Counter[str], user_id: str) -> None:
         del open_per_user[user_id]
 
 
-async def _follow(core: Core, request: Request, user_id: str, cursor: int) -> AsyncIterator[bytes]:
+async def _follow(
+    events: AccountEvents, request: Request, user_id: str, cursor: int
+) -> AsyncIterator[bytes]:
     yield b": lngate events\n\n"
     last_sent = time.monotonic()
     while not await request.is_disconnected():
-        batch = await core.read(
-            functools.partial(
-                account_events.events_after, user_id=user_id, after_seq=cursor, limit=BATCH
-            )
-        )
+        batch = await events.after(user_id, cursor, BATCH)
         for ev in batch:
             data: dict[str, Any] = {"type": ev.type, "data": ev.data}
             yield f"id: {ev.seq}\nevent: {ev.type}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
@@ -159,7 +155,7 @@ async def _follow(core: Core, request: Request, user_id: str, cursor: int) -> As
             last_sent = time.monotonic()
         if len(batch) == BATCH:
             continue
-        await core.commits.wait(POLL_S)
+        await events.wait(POLL_S)
         if time.monotonic() - last_sent > KEEPALIVE_S:
             yield b": keepalive\n\n"
             last_sent = time.monotonic()

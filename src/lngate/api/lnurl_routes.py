@@ -11,10 +11,8 @@ from fastapi import APIRouter, Query, Request
 from lngate.api import schemas
 from lngate.api.json_body import JsonRoute
 from lngate.api.responses import JsonResponse
-from lngate.bootstrap import Core
 from lngate.domain.errors import LngateError
-from lngate.lightning.node import Node
-from lngate.services import lnurl
+from lngate.services.lnurl import LightningAddresses, lud_error
 
 # LUD-06 bodies, for the refusals at the edge (a URL with NUL, a body too large) too.
 _LUD_ERRORS: dict[int | str, dict[str, Any]] = {
@@ -25,7 +23,7 @@ _LUD_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def lnurl_router(core: Core, node: Node) -> APIRouter:
+def lnurl_router(addresses: LightningAddresses) -> APIRouter:
     router = APIRouter(tags=["lnurl"], route_class=JsonRoute)
 
     @router.get(
@@ -36,7 +34,8 @@ def lnurl_router(core: Core, node: Node) -> APIRouter:
     async def lnurl_pay_request(username: str) -> Any:
         """LUD-16: the pay request behind ``username@host``."""
         try:
-            return schemas.PayRequest.model_validate(await lnurl.lookup(core, username))
+            found = await addresses.lookup(username)
+            return schemas.PayRequest.model_validate(found.as_json())
         except LngateError as exc:
             return _lud_error(exc)
 
@@ -55,10 +54,8 @@ def lnurl_router(core: Core, node: Node) -> APIRouter:
         try:
             # behind a proxy, uvicorn's --forwarded-allow-ips makes this the original client
             client = request.client.host if request.client else "unknown"
-            answer = await lnurl.callback(
-                core, node, username, amount, comment, client_address=client
-            )
-            return schemas.PayRequestInvoice.model_validate(answer)
+            answer = await addresses.callback(username, amount, comment, client_address=client)
+            return schemas.PayRequestInvoice.model_validate(answer.as_json())
         except LngateError as exc:
             return _lud_error(exc)
 
@@ -66,5 +63,5 @@ def lnurl_router(core: Core, node: Node) -> APIRouter:
 
 
 def _lud_error(exc: LngateError) -> JsonResponse:
-    status, body = lnurl.lud_error(exc)
+    status, body = lud_error(exc)
     return JsonResponse(schemas.LudError.model_validate(body).model_dump(), status_code=status)

@@ -11,11 +11,10 @@ from lngate.api.json_body import JsonRoute
 from lngate.api.openapi import error_responses
 from lngate.api.params import QueryInt
 from lngate.api.responses import MAX_SEQ
-from lngate.bootstrap import Core
-from lngate.services.withdrawals import PAGE_MAX, WithdrawalService
+from lngate.services.withdrawals import PAGE_MAX, WithdrawalRequests
 
 
-def withdrawal_router(core: Core, service: WithdrawalService, auth: Authenticator) -> APIRouter:
+def withdrawal_router(requests: WithdrawalRequests, auth: Authenticator) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["withdrawals"], route_class=JsonRoute)
     Authed = Annotated[Caller, Depends(auth)]
 
@@ -30,7 +29,7 @@ def withdrawal_router(core: Core, service: WithdrawalService, auth: Authenticato
         """Funds are held at once; the payment worker pays it (``approved``), or an operator
         decides first (``review``). A repeat with the same Idempotency-Key answers the first
         withdrawal as it is now."""
-        created = await service.request(
+        created = await requests.request(
             caller.user_id,
             bolt11=body.bolt11,
             lightning_address=body.lightning_address,
@@ -41,7 +40,7 @@ def withdrawal_router(core: Core, service: WithdrawalService, auth: Authenticato
 
     @router.get("/withdrawals/{withdrawal_id}", responses=error_responses(404))
     async def get_withdrawal(withdrawal_id: str, caller: Authed) -> schemas.Withdrawal:
-        found = await core.read(lambda tx: service.get(tx, caller.user_id, withdrawal_id))
+        found = await requests.get(caller.user_id, withdrawal_id)
         return schemas.Withdrawal.model_validate(found)
 
     @router.get("/withdrawals")
@@ -50,9 +49,7 @@ def withdrawal_router(core: Core, service: WithdrawalService, auth: Authenticato
         limit: Annotated[QueryInt, Query(ge=1, le=PAGE_MAX)] = 50,
         cursor: Annotated[QueryInt | None, Query(ge=1, le=MAX_SEQ)] = None,
     ) -> schemas.WithdrawalPage:
-        page = await core.read(
-            lambda tx: service.page(tx, caller.user_id, cursor=cursor, limit=limit)
-        )
+        page = await requests.page(caller.user_id, cursor=cursor, limit=limit)
         return schemas.WithdrawalPage.model_validate(page)
 
     return router

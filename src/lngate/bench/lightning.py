@@ -17,11 +17,10 @@ from pathlib import Path
 
 from lngate.bench.http import start_server, wait_for_server
 from lngate.bench.stats import Result, percentile_ms
-from lngate.bootstrap import open_core
+from lngate.bootstrap import accounts_for, open_core
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.lightning.simnet import SimnetNetwork
-from lngate.services.accounts import adjust, create_user
 
 FEE_LIMIT_MSAT = 100_000
 
@@ -56,7 +55,7 @@ async def _deposit_latency(
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            settled = core.read_sync(
+            settled = core.uow.read_sync(
                 lambda tx: tx.all("SELECT id, settled_at_ms FROM deposits WHERE status = 'settled'")
             )
             if len(settled) >= count:
@@ -109,7 +108,7 @@ async def _withdrawal_throughput(
         deadline = time.monotonic() + 120
         rows: list[tuple[object, ...]] = []
         while time.monotonic() < deadline:
-            rows = core.read_sync(
+            rows = core.uow.read_sync(
                 lambda tx: tx.all(
                     "SELECT created_at_ms, finished_at_ms, status FROM withdrawals "
                     "WHERE status IN ('succeeded', 'failed') AND created_at_ms >= :since",
@@ -176,11 +175,12 @@ def run_lightning_benchmarks(*, deposits: int, withdrawals: int) -> list[Result]
         config = Config(data_dir=workdir / "data")
         core = open_core(config)
         try:
+            accounts = accounts_for(core)
             creds = []
             for i in range(16):
-                c = create_user(core, f"lnbench{i}")
+                c = accounts.create_user_sync(f"lnbench{i}")
                 # backed by the simnet node's assets, or reconciliation (rightly) halts withdrawals
-                adjust(core, c.username, 10**9, reason="benchmark funding", actor="bench")
+                accounts.adjust_sync(c.username, 10**9, reason="benchmark funding", actor="bench")
                 creds.append(c.as_json())
         finally:
             core.close()

@@ -17,9 +17,8 @@ from lngate.bench.lightning import run_lightning_benchmarks
 from lngate.bench.scale import SCALE_HEADER, ScaleResult, bench_scale
 from lngate.bench.service_layer import bench_service_layer
 from lngate.bench.stats import HEADER, Result
-from lngate.bootstrap import open_core
+from lngate.bootstrap import accounts_for, open_core
 from lngate.config import Config
-from lngate.services.accounts import adjust, create_user
 from lngate.store.db import Database
 from lngate.store.migrate import migrate
 
@@ -36,10 +35,13 @@ def _free_port() -> int:
 def _seed(config: Config) -> list[dict[str, str]]:
     core = open_core(config)
     try:
+        accounts = accounts_for(core)
         creds = []
         for i in range(USERS):
-            c = create_user(core, f"bench{i}")
-            adjust(core, c.username, FUNDING_MSAT, reason="benchmark funding", actor="bench")
+            c = accounts.create_user_sync(f"bench{i}")
+            accounts.adjust_sync(
+                c.username, FUNDING_MSAT, reason="benchmark funding", actor="bench"
+            )
             creds.append(c.as_json())
         return creds
     finally:

@@ -8,7 +8,7 @@ import uuid
 
 from lngate.bench.stats import Result, percentile_ms
 from lngate.bootstrap import Core
-from lngate.services import transfers
+from lngate.services.transfers import Transfers
 
 
 async def _run(
@@ -17,6 +17,7 @@ async def _run(
     latencies: list[float] = []
     errors = 0
     next_index = 0
+    transfers = Transfers(core.uow, max_amount_msat=10**12, clock=core.clock)
 
     async def worker() -> None:
         nonlocal next_index, errors
@@ -24,18 +25,16 @@ async def _run(
             i = next_index
             next_index += 1
             sender = i % len(user_ids)
-            op = transfers.transfer_op(
-                user_ids[sender],
-                usernames[(sender + 1) % len(usernames)],
-                1_000,
-                "",
-                idempotency_key=str(uuid.uuid4()),
-                request_hash=str(i),
-                max_amount_msat=10**12,
-            )
             started = time.perf_counter()
             try:
-                await core.write(op)
+                await transfers.transfer(
+                    user_ids[sender],
+                    usernames[(sender + 1) % len(usernames)],
+                    1_000,
+                    "",
+                    idempotency_key=str(uuid.uuid4()),
+                    request_hash=str(i),
+                )
             except Exception:
                 errors += 1
             latencies.append(time.perf_counter() - started)

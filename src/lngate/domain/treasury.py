@@ -11,6 +11,9 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from lngate.domain.errors import InvariantBroken
+from lngate.domain.ledger import TransferResult
+
 DUST_LIMIT_SAT = 546  # a P2WPKH output below this is non-standard (Bitcoin Core's dust rule)
 MAX_SAT_PER_VBYTE = 10_000
 
@@ -47,3 +50,12 @@ def sweep_amount_sat(onchain_confirmed_sat: int, policy: TreasuryPolicy) -> int:
     """What a sweep would send now: 0 when the excess over the cap is below the minimum."""
     excess_sat = onchain_confirmed_sat - policy.hot_onchain_cap_sat - policy.sweep_fee_reserve_sat
     return excess_sat if excess_sat >= policy.sweep_min_sat else 0
+
+
+def require_booked(transfer_id: str, result: TransferResult) -> None:
+    """A treasury transfer moves money between system accounts under an id derived from a
+    txid: the ledger books it (OK) or has it already (EXISTS). Anything else is a bug; raising
+    undoes the whole operation (its savepoint), so a sweep, close or fee row is never recorded
+    without its transfer."""
+    if result not in (TransferResult.OK, TransferResult.EXISTS):
+        raise InvariantBroken(f"treasury transfer {transfer_id} refused by the ledger: {result}")

@@ -16,7 +16,6 @@ from lngate.domain.errors import (
     AmountNotAllowed,
     AmountOutOfRange,
     AmountRequired,
-    DuplicatePaymentHash,  # noqa: F401 (imported from here by tests/regtest; remove with them)
     InvalidAmount,
     InvoiceExpired,
     LimitExceeded,

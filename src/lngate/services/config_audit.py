@@ -5,22 +5,33 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from lngate.bootstrap import Core
 from lngate.config import Config
+from lngate.services.ports import UnitOfWork
 from lngate.store import audit, system_state
 from lngate.store.db import Tx
 
 STATE_KEY = "config"
 
 
-def audit_config_change(core: Core) -> bool:
-    """Appends the record (with the settings that changed) unless the configuration is the one
-    of the last start; True when it did."""
-    summary = config_summary(core.config)
+class ConfigAudit:
+    """Run once at a process's start (or a cluster's), before it serves anything."""
+
+    def __init__(self, uow: UnitOfWork, config: Config) -> None:
+        self._uow = uow
+        self._config = config
+
+    def record_change_sync(self) -> bool:
+        """Appends the record (with the settings that changed) unless the configuration is
+        the one of the last start; True when it did."""
+        return self._uow.write_sync(_record_change_op(config_summary(self._config)))
+
+
+def _record_change_op(summary: dict[str, Any]) -> Callable[[Tx], bool]:
     digest = hashlib.sha256(orjson.dumps(summary, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     def op(tx: Tx) -> bool:
@@ -40,7 +51,7 @@ def audit_config_change(core: Core) -> bool:
         system_state.put(tx, STATE_KEY, {"digest": digest, "summary": summary})
         return True
 
-    return core.write_sync(op)
+    return op
 
 
 def config_summary(config: Config) -> dict[str, Any]:

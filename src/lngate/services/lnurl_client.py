@@ -240,3 +240,17 @@ async def resolve_invoice(
     if invoice.description_hash != metadata_hash:
         raise LnurlFailed("the callback's invoice does not commit to the served metadata")
     return pr
+
+
+class HttpLnurlResolver:
+    """The ``LnurlResolver`` port over HTTP (``resolve_invoice``). ``allow_private`` lets
+    plain http and private addresses through: for development and tests only."""
+
+    def __init__(self, allow_private: bool, deadline_s: float = DEADLINE_S) -> None:
+        self._allow_private = allow_private
+        self._deadline_s = deadline_s
+
+    async def resolve_invoice(self, address: str, amount_msat: int) -> str:
+        return await resolve_invoice(
+            address, amount_msat, allow_private=self._allow_private, deadline_s=self._deadline_s
+        )

@@ -1,5 +1,6 @@
 """What the operators' gauges show: the books, the last reconciliation, the halt, and deposits
-and withdrawals by status, read in one transaction at scrape time."""
+and withdrawals by status, read in one transaction at scrape time; and, for a watch-only node,
+whether its remote signer answers."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from lngate.domain.money import MSAT_PER_SAT
+from lngate.lightning.lnd.signer import SignerProbe
 from lngate.services import halt
+from lngate.services.ports import UnitOfWork
 from lngate.services.solvency import books
 from lngate.store import deposits, system_state, withdrawals
 from lngate.store.db import Tx
@@ -30,6 +33,21 @@ class BooksSnapshot:
     last_reconciliation: LastReconciliation | None
     deposits_by_status: dict[str, int]
     withdrawals_by_status: dict[str, int]
+
+
+class Monitoring:
+    """The figures behind ``/metrics``, read at scrape time (off the event loop: sync)."""
+
+    def __init__(self, uow: UnitOfWork, signer: SignerProbe | None) -> None:
+        self._uow = uow
+        self._signer = signer
+
+    def books_sync(self) -> BooksSnapshot:
+        return self._uow.read_sync(books_snapshot)
+
+    def signer_reachable_sync(self) -> bool | None:
+        """Whether the node's remote signer answers now; None for a node without one."""
+        return None if self._signer is None else self._signer.check().reachable
 
 
 def books_snapshot(tx: Tx) -> BooksSnapshot:

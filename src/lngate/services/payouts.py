@@ -16,22 +16,18 @@ work; between the steps the worker calls the node and owns the loop and the cras
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from lngate.bootstrap import Core
 from lngate.domain.errors import NodeBadResponse
-from lngate.domain.withdrawals import WithdrawalStatus
+from lngate.domain.withdrawals import WithdrawalPolicy, WithdrawalStatus
+from lngate.lightning.bolt11 import decode_bolt11
 from lngate.lightning.node import Node, Payment, PaymentStatus
 from lngate.services import halt
-from lngate.services.withdrawal_settlement import fail_op, succeed_op
-from lngate.services.withdrawals import (
-    IN_FLIGHT_CAP_NOTE,
-    WithdrawalService,
-    claim_op,
-    over_in_flight_cap,
-)
+from lngate.services.ports import Clock, UnitOfWork
+from lngate.services.withdrawal_settlement import InternalSettlement, fail_op, succeed_op
+from lngate.services.withdrawals import IN_FLIGHT_CAP_NOTE, claim_op, over_in_flight_cap
 from lngate.store import withdrawals as store
 from lngate.store.db import Tx
 from lngate.store.withdrawals import Withdrawal
@@ -41,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLAIM_BATCH",
+    "IN_FLIGHT_CAP_NOTE",
     "LIQUIDITY_NOTE",
     "SIGNER_AWAY_NOTE",
     "SIGNER_CHECK_MAX_AGE_S",
@@ -71,13 +68,41 @@ class PayoutRound:
 
 
 class Payouts:
-    def __init__(self, core: Core, node: Node, *, signer: SignerProbe | None = None) -> None:
-        self._core = core  # the unit of work, for now
+    """The payment worker's steps over ``node`` (the spending credential): what to do next,
+    the claim, the internal settlement, a new attempt and the outcome, each in its own
+    transactions. ``signer``: a watch-only node's remote signer, checked before each claim."""
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        node: Node,
+        policy: WithdrawalPolicy,
+        system_accounts: Mapping[str, int],
+        clock: Clock,
+        *,
+        signer: SignerProbe | None = None,
+        internal: InternalSettlement | None = None,
+    ) -> None:
+        self._uow = uow
         self._node = node
-        self._signer = signer  # a watch-only node's remote signer, checked before each claim
-        self._policy = core.config.withdrawals
-        self._internal = WithdrawalService(core, node)
+        self._policy = policy
+        self._system_accounts = system_accounts
+        self._clock = clock
+        self._signer = signer
+        self._internal = internal or InternalSettlement(uow, node, system_accounts)
         self._outbound: tuple[float, int] | None = None  # (when, msat) of the last listing
+
+    @property
+    def policy(self) -> WithdrawalPolicy:
+        return self._policy
+
+    def invoice_expired(self, w: Withdrawal) -> bool:
+        """Whether ``w``'s invoice has expired, so that it can never be paid now."""
+        return decode_bolt11(w.bolt11).expires_at * 1000 < self._clock.now_ms()
+
+    def attempted_within(self, w: Withdrawal, seconds: float) -> bool:
+        """Whether ``w``'s latest attempt was made less than ``seconds`` ago."""
+        return self._clock.now_ms() - w.updated_at_ms < seconds * 1000
 
     async def next_round(self) -> PayoutRound:
         """What is claimable and what is in flight, in one read transaction."""
@@ -89,7 +114,7 @@ class Payouts:
             in_flight = store.with_status(tx, WithdrawalStatus.SENDING, TRACK_BATCH)
             return PayoutRound(tuple(claimable), tuple(in_flight))
 
-        return await self._core.read(read)
+        return await self._uow.read(read)
 
     async def claim(self, w: Withdrawal) -> Withdrawal | None:
         """approved -> sending, committed before the node is asked to pay: the claimed record
@@ -98,22 +123,22 @@ class Payouts:
         if reason is not None:
             await self._note(w, reason)
             return None
-        claimed = await self._core.write(claim_op(w.id, self._policy))
+        claimed = await self._uow.write(claim_op(w.id, self._policy))
         if claimed is not None and not w.internal:
             self._outbound = None  # it just changed
         return claimed
 
     async def _reason_to_wait(self, w: Withdrawal) -> str | None:
-        state = await self._core.read(halt.halted)
+        state = await self._uow.read(halt.halted)
         if state is not None:
-            return f"waiting: withdrawals are halted ({state.get('reason')})"
+            return f"waiting: withdrawals are halted ({state.reason})"
         if w.internal:
             return None  # it never leaves our node
         if not await self._signer_reachable():
             return SIGNER_AWAY_NOTE
         if w.amount_msat + w.fee_reserve_msat > await self._outbound_msat():
             return LIQUIDITY_NOTE
-        count, total_msat = await self._core.read(lambda tx: store.sending_totals(tx, w.user_id))
+        count, total_msat = await self._uow.read(lambda tx: store.sending_totals(tx, w.user_id))
         if over_in_flight_cap(self._policy, w, count, total_msat):
             return IN_FLIGHT_CAP_NOTE
         return None
@@ -137,16 +162,16 @@ class Payouts:
     async def _note(self, w: Withdrawal, note: str) -> None:
         """Tell the user why it waits; written once, not on every round."""
         if w.note != note:
-            await self._core.write(_set_note_op(w.id, note))
+            await self._uow.write(_set_note_op(w.id, note))
 
     async def settle_internally(self, w: Withdrawal) -> None:
         """sending -> succeeded | failed for an invoice of our own node: no Lightning payment."""
-        await self._internal.settle_internally(w)
+        await self._internal.settle(w)
 
     async def next_attempt(self, w: Withdrawal) -> Withdrawal | None:
         """The right to send ``w`` again (the node has no record of it): the record of the new
         attempt, or None when another worker won this attempt number (our view is stale)."""
-        if await self._core.write(_next_attempt_op(w)):
+        if await self._uow.write(_next_attempt_op(w)):
             return replace(w, attempts=w.attempts + 1)
         return None
 
@@ -158,11 +183,11 @@ class Payouts:
         if payment.status is PaymentStatus.SUCCEEDED:
             if payment.preimage is None:
                 raise NodeBadResponse("the node reported success without a preimage")
-            op = succeed_op(w, payment.fee_msat, payment.preimage, self._core.system_accounts)
-            return WithdrawalStatus.SUCCEEDED if await self._core.write(op) else None
+            op = succeed_op(w, payment.fee_msat, payment.preimage, self._system_accounts)
+            return WithdrawalStatus.SUCCEEDED if await self._uow.write(op) else None
         if payment.status is PaymentStatus.FAILED:
             reason = payment.failure_reason.value if payment.failure_reason else "failed"
-            finished = await self._core.write(fail_op(w, f"payment failed: {reason}"))
+            finished = await self._uow.write(fail_op(w, f"payment failed: {reason}"))
             return WithdrawalStatus.FAILED if finished else None
         return None
 
@@ -170,7 +195,7 @@ class Payouts:
         """sending -> failed, holds voided, for a payment the node provably never made: it has
         no record of it, and refused it or can never pay it now. True if this call failed it
         (False: finished already, or sent again since)."""
-        return await self._core.write(fail_op(w, reason))
+        return await self._uow.write(fail_op(w, reason))
 
 
 def _set_note_op(withdrawal_id: str, note: str) -> Callable[[Tx], None]:

@@ -4,11 +4,12 @@ A transfer is a ``TransferOp``: run alone it is a closure over a transaction (th
 used on SQLite); on PostgreSQL the writer hands many at once to one ``lngate_transfer_batch``
 call (``TransferBatch``), which applies the same rules in the same order and answers with the
 same outcomes. Both paths share the refusals below, so their errors are the same too.
+``Transfers`` is the use case the API calls: one write per transfer, nothing read before it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,10 +29,12 @@ from lngate.domain.inputs import check_text
 from lngate.domain.ledger import TransferResult, TransferSpec
 from lngate.domain.money import parse_amount_msat
 from lngate.services.accounts import iso_ms, require_user
+from lngate.services.clock import SYSTEM_CLOCK
 from lngate.services.idempotent import CONFLICT_MESSAGE, run_once
+from lngate.services.ports import Clock, UnitOfWork
 from lngate.store import events, transfer_batch, users
 from lngate.store.db import Dialect, Params, Row, Tx
-from lngate.store.ledger import apply_transfer, now_ms
+from lngate.store.ledger import apply_transfer
 from lngate.store.transfer_batch import Outcome as BatchOutcome
 from lngate.store.transfer_batch import Request
 from lngate.store.users import UserStatus
@@ -85,10 +88,81 @@ def _unknown_recipient(to_username: str) -> LngateError:
 
 
 @dataclass(frozen=True, slots=True)
+class TransferReceipt:
+    """What ``POST /v1/transfers`` answers (``schemas.Transfer``; ``from_`` is ``from`` on the
+    wire), and what the two users' ``transfer.*`` events carry."""
+
+    id: str
+    from_: str
+    to: str
+    amount_msat: int
+    memo: str
+    status: str  # always "completed": a transfer is instant
+    created_at: str
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> TransferReceipt:
+        return cls(
+            id=body["id"],
+            from_=body["from"],
+            to=body["to"],
+            amount_msat=body["amount_msat"],
+            memo=body["memo"],
+            status=body["status"],
+            created_at=body["created_at"],
+        )
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "from": self.from_,
+            "to": self.to,
+            "amount_msat": self.amount_msat,
+            "memo": self.memo,
+            "status": self.status,
+            "created_at": self.created_at,
+        }
+
+
+class Transfers:
+    """Instant transfers between two account holders, once per Idempotency-Key: a replay
+    answers the first receipt again and moves nothing."""
+
+    def __init__(self, uow: UnitOfWork, *, max_amount_msat: int, clock: Clock) -> None:
+        self._uow = uow
+        self._max_amount_msat = max_amount_msat
+        self._batch = TransferBatch(clock)
+
+    async def transfer(
+        self,
+        sender_id: str,
+        to_username: str,
+        amount_msat: int,
+        memo: str,
+        *,
+        idempotency_key: str,
+        request_hash: str,
+    ) -> TransferReceipt:
+        op = transfer_op(
+            sender_id,
+            to_username,
+            amount_msat,
+            memo,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            max_amount_msat=self._max_amount_msat,
+            batch=self._batch,
+        )
+        return TransferReceipt.from_json(await self._uow.write(op))
+
+
+@dataclass(frozen=True, slots=True)
 class TransferOp:
-    """Moves ``amount_msat`` from the sender to ``to_username``, once per Idempotency-Key."""
+    """Moves ``amount_msat`` from the sender to ``to_username``, once per Idempotency-Key.
+    Answers the receipt as JSON: what the idempotency record and the events store."""
 
     request: Request
+    batch: TransferBatch
 
     def __call__(self, tx: Tx) -> dict[str, Any]:
         r = self.request
@@ -96,7 +170,7 @@ class TransferOp:
 
     def batch_statement(self, dialect: Dialect) -> TransferBatch | None:
         if dialect is Dialect.POSTGRES and self.request.storable():
-            return TRANSFER_BATCH
+            return self.batch
         return None
 
     def _move(self, tx: Tx) -> dict[str, Any]:
@@ -124,7 +198,7 @@ class TransferOp:
             "amount_msat": r.amount_msat,
             "memo": r.memo,
             "status": "completed",
-            "created_at": iso_ms(now_ms()),
+            "created_at": iso_ms(self.batch.clock.now_ms()),
         }
         if result is TransferResult.OK:
             events.append(tx, sender.id, "transfer.sent", receipt)
@@ -133,10 +207,14 @@ class TransferOp:
 
 
 class TransferBatch:
-    """The ``BatchStatement`` of transfers: one ``lngate_transfer_batch`` call for many."""
+    """The ``BatchStatement`` of transfers: one ``lngate_transfer_batch`` call for many, all
+    stamped with ``clock``'s time (the writer groups the ops that name the same batch)."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
 
     def statement(self, ops: Sequence[TransferOp]) -> tuple[str, Params]:
-        at_ms = now_ms()
+        at_ms = self.clock.now_ms()
         return transfer_batch.statement(
             [op.request for op in ops], now_ms=at_ms, created_at=iso_ms(at_ms)
         )
@@ -147,7 +225,7 @@ class TransferBatch:
         return [_outcome(op.request, outcome, body) for op, (outcome, body) in pairs]
 
 
-TRANSFER_BATCH = TransferBatch()
+TRANSFER_BATCH = TransferBatch(SYSTEM_CLOCK)
 
 
 def _outcome(request: Request, outcome: str, body: str | None) -> Outcome:
@@ -183,6 +261,7 @@ def transfer_op(
     idempotency_key: str,
     request_hash: str,
     max_amount_msat: int,
+    batch: TransferBatch = TRANSFER_BATCH,
 ) -> TransferOp:
     """A write operation moving ``amount_msat`` from the sender to ``to_username``, once per
     Idempotency-Key. Validation that needs no database happens now, before anything queues."""
@@ -192,4 +271,4 @@ def transfer_op(
     request = Request(
         sender_id, to_username, amount_msat, validate_memo(memo), idempotency_key, request_hash
     )
-    return TransferOp(request)
+    return TransferOp(request, batch)

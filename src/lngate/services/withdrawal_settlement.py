@@ -4,22 +4,27 @@ and posts or voids its holds in the same transaction, so the books and the statu
 Holds of a Lightning withdrawal: ``hold`` = user -> node for amount + routing fee reserve, and
 ``fee`` = user -> fee revenue for the exchange fee. Of an internal one: ``hold`` = user ->
 recipient for the amount, and no fee; the recipient's deposit is reserved by the withdrawal
-from the hold on, and only these writes close it.
+from the hold on, and only these writes close it (``InternalSettlement`` decides which, from
+what our node says of the invoice).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from lngate.crashpoints import crash_point
 from lngate.domain.errors import LedgerRefused
 from lngate.domain.ledger import AccountKind, TransferFlag, TransferResult, TransferSpec
 from lngate.domain.withdrawals import WithdrawalStatus
-from lngate.lightning.node import Invoice
-from lngate.services.accounts import iso_ms
+from lngate.lightning import errors as node_errors
+from lngate.lightning.node import Invoice, InvoiceState, Node
 from lngate.services.deposits import credit_settled_op, deposit_json
+from lngate.services.ports import UnitOfWork
+from lngate.services.withdrawal_records import WithdrawalView
 from lngate.store import deposits, events, users
 from lngate.store import withdrawals as store
 from lngate.store.db import Tx
@@ -34,22 +39,8 @@ DONE = (TransferResult.OK, TransferResult.EXISTS)
 
 
 def withdrawal_json(w: Withdrawal) -> dict[str, Any]:
-    return {
-        "id": w.id,
-        "status": w.status.value,
-        "bolt11": w.bolt11,
-        "payment_hash": w.payment_hash,
-        "destination": w.destination,
-        "amount_msat": w.amount_msat,
-        "exchange_fee_msat": w.exchange_fee_msat,
-        "fee_reserve_msat": w.fee_reserve_msat,
-        "routing_fee_msat": w.routing_fee_msat,
-        "preimage": w.preimage,
-        "internal": w.internal,
-        "note": w.note,
-        "created_at": iso_ms(w.created_at_ms),
-        "finished_at": iso_ms(w.finished_at_ms) if w.finished_at_ms else None,
-    }
+    """The API's JSON of ``w``: the body of its events."""
+    return WithdrawalView.of(w).as_json()
 
 
 def _apply(tx: Tx, spec: TransferSpec) -> None:
@@ -96,17 +87,17 @@ def _void_holds(tx: Tx, w: Withdrawal) -> None:
         _void(tx, w.fee_hold_id)
 
 
-def _announce(tx: Tx, w_id: str, event_type: str) -> dict[str, Any]:
+def _announce(tx: Tx, w_id: str, event_type: str) -> WithdrawalView:
     done = store.by_id(tx, w_id)
     if done is None:
         raise LedgerRefused(f"withdrawal {w_id} vanished inside its own transaction")
-    body = withdrawal_json(done)
-    events.append(tx, done.user_id, event_type, body)
-    return body
+    view = WithdrawalView.of(done)
+    events.append(tx, done.user_id, event_type, view.as_json())
+    return view
 
 
 def succeed_op(
-    w: Withdrawal, routing_fee_msat: int, preimage: bytes, system_accounts: dict[str, int]
+    w: Withdrawal, routing_fee_msat: int, preimage: bytes, system_accounts: Mapping[str, int]
 ) -> Callable[[Tx], bool]:
     """sending -> succeeded: post amount + actual routing fee, release the rest of the reserve."""
     if hashlib.sha256(preimage).hexdigest() != w.payment_hash:
@@ -174,11 +165,11 @@ def fail_op(w: Withdrawal, reason: str) -> Callable[[Tx], bool]:
     return op
 
 
-def reject_op(withdrawal_id: str, reason: str) -> Callable[[Tx], dict[str, Any] | None]:
+def reject_op(withdrawal_id: str, reason: str) -> Callable[[Tx], WithdrawalView | None]:
     """review | approved -> rejected (an operator's decision, for anything not yet sent to the
     node): the holds are voided and an internal withdrawal's deposit is released."""
 
-    def op(tx: Tx) -> dict[str, Any] | None:
+    def op(tx: Tx) -> WithdrawalView | None:
         w = store.by_id(tx, withdrawal_id)
         if w is None:
             return None
@@ -196,7 +187,7 @@ def reject_op(withdrawal_id: str, reason: str) -> Callable[[Tx], dict[str, Any] 
     return op
 
 
-def settle_internal_op(w: Withdrawal, system_accounts: dict[str, int]) -> Callable[[Tx], bool]:
+def settle_internal_op(w: Withdrawal, system_accounts: Mapping[str, int]) -> Callable[[Tx], bool]:
     """sending -> succeeded for an internal withdrawal, once our node has cancelled the invoice:
     post the hold (it credits the recipient) and settle the reserved deposit, exactly once. If
     the deposit or its owner can no longer take the money, the withdrawal fails instead (the
@@ -238,7 +229,7 @@ def settle_internal_op(w: Withdrawal, system_accounts: dict[str, int]) -> Callab
 def fail_internal_op(
     w: Withdrawal,
     default_reason: str,
-    system_accounts: dict[str, int],
+    system_accounts: Mapping[str, int],
     *,
     invoice_cancelled: bool = False,
     paid_from_outside: Invoice | None = None,
@@ -279,3 +270,52 @@ def fail_internal_op(
         return True
 
     return op
+
+
+class InternalSettlement:
+    """sending -> succeeded | failed for a withdrawal to an invoice of our own node, acting only
+    on what the node says of the invoice: no Lightning payment is made. Used by the request
+    (settled at once) and by the payment worker (after a crash, or a node that was away)."""
+
+    def __init__(self, uow: UnitOfWork, node: Node, system_accounts: Mapping[str, int]) -> None:
+        self._uow = uow
+        self._node = node
+        self._accounts = system_accounts
+
+    async def settle(self, w: Withdrawal) -> None:
+        """Cancel the invoice first, so it can never also be paid from outside (LNbits #2159,
+        blink #1295); once the node has it cancelled, the recipient is credited, once. A node
+        that cannot be reached or times out leaves the withdrawal ``sending`` for the worker to
+        ask again (the cancel may have happened); every other outcome finishes it."""
+        payment_hash = bytes.fromhex(w.payment_hash)
+        accounts = self._accounts
+        try:
+            invoice = await self._node.lookup_invoice(payment_hash)
+            if invoice.state is InvoiceState.OPEN:
+                crash_point("internal_before_cancel")
+                invoice = await self._cancel(payment_hash)
+                crash_point("internal_after_cancel")
+        except (node_errors.InvoiceNotFound, node_errors.PermissionDenied) as exc:
+            # The node has no such invoice, or refused to touch it: nothing was cancelled and
+            # no money moved, so releasing the hold is safe (and retrying would never end).
+            reason = f"our node could not cancel the invoice: {exc.message}"
+            await self._uow.write(fail_internal_op(w, reason, accounts))
+            return
+        if invoice.state is InvoiceState.OPEN:
+            # The node answered the cancel but kept the invoice open: the same, said quietly.
+            reason = "our node did not cancel the invoice"
+            await self._uow.write(fail_internal_op(w, reason, accounts))
+        elif invoice.state is InvoiceState.CANCELED:
+            await self._uow.write(settle_internal_op(w, accounts))
+        elif invoice.state is InvoiceState.SETTLED:
+            reason = "the invoice was paid from outside"
+            await self._uow.write(fail_internal_op(w, reason, accounts, paid_from_outside=invoice))
+        elif invoice.state is InvoiceState.ACCEPTED:
+            reason = "the invoice is being paid from outside"
+            await self._uow.write(fail_internal_op(w, reason, accounts))
+
+    async def _cancel(self, payment_hash: bytes) -> Invoice:
+        # Refused because it was paid from outside meanwhile: the lookup below says how.
+        with contextlib.suppress(node_errors.AlreadyPaid, node_errors.InvalidNodeRequest):
+            await self._node.cancel_invoice(payment_hash)
+        return await self._node.lookup_invoice(payment_hash)

@@ -1,18 +1,14 @@
-"""Requesting withdrawals: validation at the edge, limits and review, the hold, and internal
-settlement of invoices our own node issued."""
+"""Requesting withdrawals: validation at the edge, limits and review, the hold, and the
+settlement in the request of invoices our own node issued (``InternalSettlement``)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from lngate.bootstrap import Core
-from lngate.crashpoints import crash_point
 from lngate.domain import withdrawals as rules
 from lngate.domain.errors import (
     AccountFrozen,
@@ -35,17 +31,15 @@ from lngate.domain.money import parse_amount_msat
 from lngate.domain.withdrawals import WithdrawalPolicy, WithdrawalStatus
 from lngate.lightning import errors as node_errors
 from lngate.lightning.bolt11 import decode_bolt11, invoice_network
-from lngate.lightning.node import DecodedInvoice, Invoice, InvoiceState, Node, NodeInfo
-from lngate.services import halt, lnurl, lnurl_client
+from lngate.lightning.node import DecodedInvoice, InvoiceState, Node, NodeInfo
+from lngate.services import halt, lnurl_client
 from lngate.services.deposits import close_op
 from lngate.services.idempotent import replayed, run_once
-from lngate.services.withdrawal_settlement import (
-    fail_internal_op,
-    reject_op,
-    settle_internal_op,
-    withdrawal_json,
-)
-from lngate.store import audit, deposits, events, users
+from lngate.services.lnurl import LightningAddresses
+from lngate.services.ports import Clock, LnurlResolver, UnitOfWork, Wakeup
+from lngate.services.withdrawal_records import WithdrawalPage, WithdrawalView
+from lngate.services.withdrawal_settlement import InternalSettlement, withdrawal_json
+from lngate.store import deposits, events, users
 from lngate.store import withdrawals as store
 from lngate.store.db import IntegrityError, Tx
 from lngate.store.deposits import DepositStatus
@@ -69,14 +63,39 @@ class Destination:
     minted_here: bool = False  # an invoice we just minted for one of our users' addresses
 
 
-class WithdrawalService:
-    def __init__(self, core: Core, node: Node) -> None:
-        self._core = core
+class WithdrawalRequests:
+    """A user's withdrawals: asked for (checked, limited, held, and reviewed when large), read
+    back one by one or a page at a time. One to another user's invoice of our own node is
+    settled in the request, off Lightning (``internal``); the rest wait for the payment worker,
+    which this wakes (``wakeup``)."""
+
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        node: Node,
+        policy: WithdrawalPolicy,
+        system_accounts: Mapping[str, int],
+        clock: Clock,
+        wakeup: Wakeup,
+        lnurl: LnurlResolver,
+        *,
+        addresses: LightningAddresses,
+        public_host: str,
+        internal: InternalSettlement | None = None,
+    ) -> None:
+        self._uow = uow
         self._node = node
-        self._policy = core.config.withdrawals
+        self._policy = policy
+        self._system_accounts = system_accounts
+        self._clock = clock
+        self._wakeup = wakeup
+        self._lnurl = lnurl
+        self._addresses = addresses  # our own users' Lightning Addresses, minted directly
+        self._public_host = public_host.lower()
+        self._internal = internal or InternalSettlement(uow, node, system_accounts)
         self._info: NodeInfo | None = None
 
-    async def node_info(self) -> NodeInfo:
+    async def _node_info(self) -> NodeInfo:
         if self._info is None:
             self._info = await self._node.get_info()
         return self._info
@@ -89,12 +108,14 @@ class WithdrawalService:
         lightning_address: str | None,
         amount_msat: int | None,
         idempotency: tuple[str, str],
-    ) -> dict[str, Any]:
+    ) -> WithdrawalView:
+        """Check, hold and record a withdrawal (``review`` or ``approved``), at most once per
+        Idempotency-Key: a repeat answers the first withdrawal as it is now."""
         key, req_hash = idempotency
-        previous = await self._core.read(lambda tx: replayed(tx, user_id, key, req_hash))
+        previous = await self._uow.read(lambda tx: replayed(tx, user_id, key, req_hash))
         if previous is not None:
-            return await self._core.read(lambda tx: self.get(tx, user_id, str(previous["id"])))
-        await self._core.read(_refuse_if_halted)  # early, before asking any LNURL service
+            return await self.get(user_id, str(previous["id"]))
+        await self._uow.read(_refuse_if_halted)  # early, before asking any LNURL service
         destination = await self._destination(bolt11, lightning_address, amount_msat)
         if destination.lightning_address is not None:
             amount_msat = None  # the resolved invoice states it
@@ -102,21 +123,42 @@ class WithdrawalService:
             w = await self._validate(user_id, destination, amount_msat)
             if w.internal:
                 await self._require_open_on_node(w)  # node down: 503, and nothing was created
-            body = await self._core.write(
+            body = await self._uow.write(
                 lambda tx: run_once(tx, user_id, key, req_hash, lambda t: self._hold(t, w))
             )
         except BaseException:
             if destination.minted_here:
                 await self._withdraw_minted(destination)
             raise
-        if body["id"] != w.id:  # a concurrent request with this key answered first
+        created = WithdrawalView.from_json(body)
+        if created.id != w.id:  # a concurrent request with this key answered first
             if destination.minted_here:
                 await self._withdraw_minted(destination)
-            return body
-        self._core.withdrawal_work.fire()
-        if w.internal and body["status"] == WithdrawalStatus.APPROVED:
-            body = await self._settle_now(w.id, user_id)
-        return body
+            return created
+        self._wakeup.fire()
+        if w.internal and created.status is WithdrawalStatus.APPROVED:
+            created = await self._settle_now(w.id, user_id)
+        return created
+
+    async def get(self, user_id: str, withdrawal_id: str) -> WithdrawalView:
+        """One of the user's withdrawals (NotFound for anyone else's)."""
+        return await self._uow.read(lambda tx: _get(tx, user_id, withdrawal_id))
+
+    async def page(self, user_id: str, *, cursor: int | None, limit: int) -> WithdrawalPage:
+        """The user's withdrawals, newest first, ``limit`` at most, before ``cursor``."""
+        if not 1 <= limit <= PAGE_MAX:
+            raise InvalidRequest(f"limit must be between 1 and {PAGE_MAX}")
+
+        def read(tx: Tx) -> WithdrawalPage:
+            rows = store.page_for_user(tx, user_id, before_seq=cursor, limit=limit + 1)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            return WithdrawalPage(
+                withdrawals=tuple(WithdrawalView.of(w) for w in rows),
+                next_cursor=rows[-1].seq if more and rows else None,
+            )
+
+        return await self._uow.read(read)
 
     async def _require_open_on_node(self, w: Withdrawal) -> None:
         invoice = await self._node.lookup_invoice(bytes.fromhex(w.payment_hash))
@@ -132,21 +174,21 @@ class WithdrawalService:
         except NodeError as exc:
             log.warning("could not cancel minted invoice %s: %s", payment_hash.hex(), exc)
             return  # still open on the node: the deposit stays open too, and may be paid
-        await self._core.write(close_op(payment_hash.hex(), DepositStatus.CANCELLED))
+        await self._uow.write(close_op(payment_hash.hex(), DepositStatus.CANCELLED))
 
-    async def _settle_now(self, withdrawal_id: str, user_id: str) -> dict[str, Any]:
+    async def _settle_now(self, withdrawal_id: str, user_id: str) -> WithdrawalView:
         """Settle a new internal withdrawal in the request, instantly. Funds are held by now, so
         nothing here may answer an error: whatever stops it (the node, a halt, a freeze), the
         withdrawal is durable and the payment worker finishes it."""
         try:
-            claimed = await self._core.write(claim_op(withdrawal_id, self._policy))
+            claimed = await self._uow.write(claim_op(withdrawal_id, self._policy))
             if claimed is not None:
-                await self.settle_internally(claimed)
+                await self._internal.settle(claimed)
         except NodeError as exc:
             log.warning("withdrawal %s: node error %s; the worker finishes it", withdrawal_id, exc)
         except Exception:  # a bug or a database outage: loud, but the held funds are safe
             log.exception("withdrawal %s: settling in the request failed", withdrawal_id)
-        return await self._core.read(lambda tx: self.get(tx, user_id, withdrawal_id))
+        return await self.get(user_id, withdrawal_id)
 
     async def _destination(
         self, bolt11: str | None, address: str | None, amount_msat: int | None
@@ -173,30 +215,28 @@ class WithdrawalService:
     async def _resolve_address(self, address: str, amount_msat: int) -> tuple[str, bool]:
         """The invoice to pay, and whether we minted it ourselves."""
         name, host = lnurl_client.parse_address(address)
-        if host == self._core.config.public_host.lower():
+        if host == self._public_host:
             # One of our own users: mint their invoice directly, no HTTP round trip to ourselves.
-            answer = await lnurl.callback(self._core, self._node, name, str(amount_msat), None)
-            return str(answer["pr"]), True
-        allow = self._core.config.lnurl_allow_private_hosts
-        bolt11 = await lnurl_client.resolve_invoice(address, amount_msat, allow_private=allow)
-        return bolt11, False
+            answer = await self._addresses.callback(name, str(amount_msat), None)
+            return answer.pr, True
+        return await self._lnurl.resolve_invoice(address, amount_msat), False
 
     async def _validate(
         self, user_id: str, dest: Destination, amount_msat: int | None
     ) -> Withdrawal:
         inv, policy = dest.decoded, self._policy
-        info = await self.node_info()
+        info = await self._node_info()
         ours = invoice_network(info.network)
         if inv.network is not ours:
             raise WrongNetwork(f"this is a {inv.network.value} invoice; we pay {ours.value}")
-        rules.check_expiry(inv.expires_at, int(time.time()), policy)
+        now = self._clock.now_ms()
+        rules.check_expiry(inv.expires_at, now // 1000, policy)
         amount = rules.resolve_amount(inv.amount_msat, amount_msat)
         parse_amount_msat(amount)
         internal = inv.payee == info.pubkey
         rules.check_amount(amount, policy)  # internal ones too: the same rules for every payer
         if inv.payee in policy.blocked_payees:
             raise BlockedDestination("payments to this node are blocked")
-        now = int(time.time() * 1000)
         return Withdrawal(
             seq=0,
             id=str(uuid.uuid4()),
@@ -302,71 +342,20 @@ class WithdrawalService:
         return recipient
 
     def _system(self, kind: str) -> int:
-        return self._core.system_accounts[AccountKind(kind).value]
+        return self._system_accounts[AccountKind(kind).value]
 
-    async def settle_internally(self, w: Withdrawal) -> None:
-        """sending -> succeeded | failed for an internal withdrawal, acting only on what our node
-        says of the invoice. Cancel it first, so it can never also be paid from outside (LNbits
-        #2159, blink #1295); once the node has it cancelled, the recipient is credited, once. A
-        node that cannot be reached or times out leaves the withdrawal ``sending`` for the
-        worker to ask again (the cancel may have happened); every other outcome finishes it."""
-        payment_hash = bytes.fromhex(w.payment_hash)
-        accounts = self._core.system_accounts
-        try:
-            invoice = await self._node.lookup_invoice(payment_hash)
-            if invoice.state is InvoiceState.OPEN:
-                crash_point("internal_before_cancel")
-                invoice = await self._cancel(payment_hash)
-                crash_point("internal_after_cancel")
-        except (node_errors.InvoiceNotFound, node_errors.PermissionDenied) as exc:
-            # The node has no such invoice, or refused to touch it: nothing was cancelled and
-            # no money moved, so releasing the hold is safe (and retrying would never end).
-            reason = f"our node could not cancel the invoice: {exc.message}"
-            await self._core.write(fail_internal_op(w, reason, accounts))
-            return
-        if invoice.state is InvoiceState.OPEN:
-            # The node answered the cancel but kept the invoice open: the same, said quietly.
-            reason = "our node did not cancel the invoice"
-            await self._core.write(fail_internal_op(w, reason, accounts))
-        elif invoice.state is InvoiceState.CANCELED:
-            await self._core.write(settle_internal_op(w, accounts))
-        elif invoice.state is InvoiceState.SETTLED:
-            reason = "the invoice was paid from outside"
-            await self._core.write(fail_internal_op(w, reason, accounts, paid_from_outside=invoice))
-        elif invoice.state is InvoiceState.ACCEPTED:
-            reason = "the invoice is being paid from outside"
-            await self._core.write(fail_internal_op(w, reason, accounts))
 
-    async def _cancel(self, payment_hash: bytes) -> Invoice:
-        # Refused because it was paid from outside meanwhile: the lookup below says how.
-        with contextlib.suppress(node_errors.AlreadyPaid, node_errors.InvalidNodeRequest):
-            await self._node.cancel_invoice(payment_hash)
-        return await self._node.lookup_invoice(payment_hash)
-
-    # -- queries and operator decisions -------------------------------------------------------
-
-    def get(self, tx: Tx, user_id: str, withdrawal_id: str) -> dict[str, Any]:
-        w = store.by_id(tx, withdrawal_id)
-        if w is None or w.user_id != user_id:
-            raise NotFound("no such withdrawal")
-        return withdrawal_json(w)
-
-    def page(self, tx: Tx, user_id: str, *, cursor: int | None, limit: int) -> dict[str, Any]:
-        if not 1 <= limit <= PAGE_MAX:
-            raise InvalidRequest(f"limit must be between 1 and {PAGE_MAX}")
-        rows = store.page_for_user(tx, user_id, before_seq=cursor, limit=limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return {
-            "withdrawals": [withdrawal_json(w) for w in rows],
-            "next_cursor": rows[-1].seq if more and rows else None,
-        }
+def _get(tx: Tx, user_id: str, withdrawal_id: str) -> WithdrawalView:
+    w = store.by_id(tx, withdrawal_id)
+    if w is None or w.user_id != user_id:
+        raise NotFound("no such withdrawal")
+    return WithdrawalView.of(w)
 
 
 def _refuse_if_halted(tx: Tx) -> None:
     state = halt.halted(tx)
     if state is not None:
-        raise WithdrawalsHalted(f"withdrawals are halted: {state.get('reason')}")
+        raise WithdrawalsHalted(f"withdrawals are halted: {state.reason}")
 
 
 def _with_status(w: Withdrawal, status: WithdrawalStatus) -> Withdrawal:
@@ -412,48 +401,3 @@ def claim_op(withdrawal_id: str, policy: WithdrawalPolicy) -> Callable[[Tx], Wit
         return store.by_id(tx, w.id)
 
     return op
-
-
-def approve_op(withdrawal_id: str, actor: str, reason: str) -> Any:
-    def op(tx: Tx) -> dict[str, Any] | None:
-        if not store.move(
-            tx,
-            withdrawal_id,
-            WithdrawalStatus.REVIEW,
-            WithdrawalStatus.APPROVED,
-            note=f"approved: {reason}",
-        ):
-            return None
-        audit.append(
-            tx,
-            actor=actor,
-            action="withdrawal.approve",
-            subject=f"withdrawal:{withdrawal_id}",
-            reason=reason,
-        )
-        w = store.by_id(tx, withdrawal_id)
-        return None if w is None else withdrawal_json(w)
-
-    return op
-
-
-def reject_with_audit_op(withdrawal_id: str, actor: str, reason: str) -> Any:
-    reject = reject_op(withdrawal_id, reason)
-
-    def op(tx: Tx) -> dict[str, Any] | None:
-        result = reject(tx)
-        if result is not None:
-            audit.append(
-                tx,
-                actor=actor,
-                action="withdrawal.reject",
-                subject=f"withdrawal:{withdrawal_id}",
-                reason=reason,
-            )
-        return result
-
-    return op
-
-
-def review_queue(tx: Tx, limit: int = 200) -> list[dict[str, Any]]:
-    return [withdrawal_json(w) for w in store.with_status(tx, WithdrawalStatus.REVIEW, limit)]

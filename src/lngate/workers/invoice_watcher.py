@@ -3,20 +3,20 @@
 It resumes from the last settle index it committed (stored with each credit, in the same
 transaction), so a restart misses nothing; an expiry poll asks the node about every open deposit
 past its expiry, which both closes expired deposits and catches any settlement the stream missed.
-The use cases, each opening its own transaction, are in ``lngate.services.deposits``; this
-module is the loop around them.
+The use cases, each opening its own transaction, are ``lngate.services.deposits.Deposits``;
+this module is the loop around them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
-from lngate.bootstrap import Core
 from lngate.domain.errors import NodeError
 from lngate.lightning.node import Invoice, InvoiceState, Node
-from lngate.services.deposits import close_cancelled, credit_settled, expire_due, settle_cursor
+from lngate.services.clock import SYSTEM_CLOCK
+from lngate.services.deposits import Deposits
+from lngate.services.ports import Clock
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,21 @@ SWEEP_BATCH = 200
 
 
 class InvoiceWatcher:
+    """Follows ``node``'s invoice stream into ``deposits``; ``deposits`` asks its own node
+    (the same one, or another credential of it) about expired ones."""
+
     def __init__(
-        self, core: Core, node: Node, *, sweep_interval_s: float = 5.0, expiry_grace_s: float = 10.0
+        self,
+        deposits: Deposits,
+        node: Node,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        sweep_interval_s: float = 5.0,
+        expiry_grace_s: float = 10.0,
     ) -> None:
-        self._core = core
+        self._deposits = deposits
         self._node = node
+        self._clock = clock
         self._sweep_interval_s = sweep_interval_s
         self._expiry_grace_ms = int(expiry_grace_s * 1000)
         self.credited = 0
@@ -46,15 +56,15 @@ class InvoiceWatcher:
     async def handle(self, invoice: Invoice) -> None:
         """One update from the invoice stream."""
         if invoice.state is InvoiceState.SETTLED:
-            if await credit_settled(self._core, invoice, from_stream=True):
+            if await self._deposits.credit_settled(invoice, from_stream=True):
                 self.credited += 1
         elif invoice.state is InvoiceState.CANCELED:
-            await close_cancelled(self._core, invoice)
+            await self._deposits.close_cancelled(invoice)
 
     async def _follow(self, stop: asyncio.Event) -> None:
         delay_s = 0.5
         while not stop.is_set():
-            after = await settle_cursor(self._core)
+            after = await self._deposits.settle_cursor()
             try:
                 async for invoice in self._node.subscribe_invoices(after):
                     await self.handle(invoice)
@@ -74,5 +84,5 @@ class InvoiceWatcher:
 
     async def sweep_once(self) -> int:
         """Ask the node about open deposits past expiry; returns how many changed."""
-        cutoff_ms = int(time.time() * 1000) - self._expiry_grace_ms
-        return await expire_due(self._core, self._node, cutoff_ms, SWEEP_BATCH)
+        cutoff_ms = self._clock.now_ms() - self._expiry_grace_ms
+        return await self._deposits.expire_due(cutoff_ms, SWEEP_BATCH)

@@ -19,12 +19,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lngate.bootstrap import Core
+from prometheus_client import Histogram
+
 from lngate.crashpoints import crash_point
 from lngate.domain.errors import NodeError
-from lngate.domain.withdrawals import WithdrawalPolicy
 from lngate.lightning import errors as node_errors
 from lngate.lightning.bolt11 import decode_bolt11
 from lngate.lightning.node import Node, Payment, PaymentStatus
@@ -35,9 +35,7 @@ from lngate.services.payouts import (
     Payouts,
     Withdrawal,
 )
-
-if TYPE_CHECKING:
-    from lngate.lightning.lnd.signer import SignerProbe
+from lngate.services.ports import Wakeup
 
 # The signer note and its pace live in the use case; named here too, for who watches the worker.
 __all__ = ["SIGNER_AWAY_NOTE", "SIGNER_CHECK_MAX_AGE_S", "PaymentWorker"]
@@ -61,22 +59,27 @@ REFUSED_BEFORE_SENDING = (
 
 
 class PaymentWorker:
+    """Pays with ``node`` (the spending credential, the same ``payouts`` was built over) what
+    ``payouts`` lets it claim. ``wakeup``: fired by this process when there is new work.
+    ``latency``: the histogram of request-to-finish times, by final status."""
+
     def __init__(
         self,
-        core: Core,
+        payouts: Payouts,
         node: Node,
+        wakeup: Wakeup,
         *,
+        latency: Histogram | None = None,
         poll_s: float = 0.5,
         concurrency: int = 16,
         track_every_s: float = 1.0,
-        signer: SignerProbe | None = None,
     ) -> None:
         if not 1 <= concurrency <= 256:
             raise ValueError("concurrency must be between 1 and 256")
-        self._core = core
+        self._payouts = payouts
         self._node = node
-        self._payouts = Payouts(core, node, signer=signer)
-        self._policy: WithdrawalPolicy = core.config.withdrawals
+        self._wakeup = wakeup
+        self._latency = latency
         self._poll_s = poll_s
         self._slots = asyncio.Semaphore(concurrency)
         self._busy: set[str] = set()  # withdrawals this worker is handling right now
@@ -100,7 +103,7 @@ class PaymentWorker:
                     spawn(self._claim_in_order(queue, spawn))
                 # New withdrawals in this process wake it at once; in flight ones are asked
                 # about every poll, and work queued by other processes is found the same way.
-                await self._core.withdrawal_work.wait(self._poll_s)
+                await self._wakeup.wait(self._poll_s)
                 await asyncio.sleep(MIN_ROUND_S)
         finally:
             for task in tasks:
@@ -209,7 +212,7 @@ class PaymentWorker:
                     w.bolt11,
                     amount_msat=w.amount_msat if amountless else None,
                     fee_limit_msat=w.fee_reserve_msat,  # never more than the reserve held
-                    timeout_s=self._policy.payment_timeout_s,
+                    timeout_s=self._payouts.policy.payment_timeout_s,
                 ),
                 PAY_WAIT_S,
             )
@@ -228,8 +231,9 @@ class PaymentWorker:
         await self._apply(w, payment)
 
     def _observe(self, w: Withdrawal, status: str) -> None:
-        latency_s = max(0.0, time.time() - w.created_at_ms / 1000)
-        self._core.metrics.withdrawal_latency.labels(status).observe(latency_s)
+        if self._latency is not None:
+            latency_s = max(0.0, time.time() - w.created_at_ms / 1000)
+            self._latency.labels(status).observe(latency_s)
 
     async def _resolve(self, w: Withdrawal, refused: str | None = None) -> None:
         """Ask the node what became of the payment, and act on that only."""
@@ -240,8 +244,8 @@ class PaymentWorker:
         if payment.status is not PaymentStatus.UNKNOWN:
             await self._apply(w, payment)
             return
-        expired = decode_bolt11(w.bolt11).expires_at < time.time()
-        recent = time.time() * 1000 - w.updated_at_ms < RESEND_AFTER_S * 1000
+        expired = self._payouts.invoice_expired(w)
+        recent = self._payouts.attempted_within(w, RESEND_AFTER_S)
         if refused is None and not expired and recent:
             return  # the latest attempt may not have reached the node yet: ask again later
         if refused is not None or expired:

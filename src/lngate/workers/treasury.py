@@ -1,7 +1,7 @@
 """The treasury worker: sweeps confirmed on-chain funds above the hot cap to cold storage, and
 books what channels opened to cold close addresses moved: a cooperative close paid our side to
 cold storage (node -> cold), a funding transaction paid a fee (node -> fee expense); see
-``lngate.services.treasury.book_closed_channels``.
+``lngate.services.onchain_books``.
 
 Crash safety, in the order of the steps:
 
@@ -11,7 +11,7 @@ Crash safety, in the order of the steps:
 2. Every run first asks the node for transactions paying the pending address: a sweep sent
    before a crash (or an error) is found and recorded, never sent again.
 3. Only when the node knows no such transaction is the pending address sent to: the guard
-   ``require_cold`` is checked right before ``send_onchain``.
+   ``ColdStorage.require_cold_address`` is checked right before ``send_onchain``.
 4. The sweep is recorded (sweep row, address used, ledger transfers) in one transaction whose
    ids derive from the txid, so recording twice moves nothing.
 
@@ -27,21 +27,12 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from lngate.bootstrap import Core
 from lngate.crashpoints import crash_point
 from lngate.domain.errors import NoColdAddress, NodeError
-from lngate.domain.treasury import ColdPurpose, sweep_amount_sat
+from lngate.domain.treasury import ColdPurpose, TreasuryPolicy, sweep_amount_sat
 from lngate.lightning.node import Network, Node, OnchainTx
-from lngate.services.treasury import (
-    BookedClose,
-    SweepClaim,
-    allocate_sweep,
-    book_closed_channels,
-    book_funding_fees,
-    claim_pending_sweep,
-    record_sweep,
-    require_cold_address,
-)
+from lngate.services.cold_storage import ColdStorage, SweepClaim
+from lngate.services.onchain_books import BookedClose, OnchainBooks
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +54,26 @@ def paying(txs: list[OnchainTx], address: str) -> list[OnchainTx]:
 
 
 class TreasuryWorker:
+    """Every ``interval_s`` (default: the policy's): book what channels moved, then sweep.
+
+    ``node`` is the one that sends on chain (the spending credential); ``cold_storage`` and
+    ``books`` are the use cases it drives."""
+
     def __init__(
         self,
-        core: Core,
+        cold_storage: ColdStorage,
+        books: OnchainBooks,
         node: Node,
+        policy: TreasuryPolicy,
         *,
         interval_s: float | None = None,
         lease_s: float = LEASE_S_DEFAULT,
     ) -> None:
-        self._core = core
+        self._cold = cold_storage
+        self._books = books
         self._node = node
-        self._policy = core.config.treasury
-        self._interval_s = self._policy.sweep_interval_s if interval_s is None else interval_s
+        self._policy = policy
+        self._interval_s = policy.sweep_interval_s if interval_s is None else interval_s
         self._lease_ms = int(lease_s * 1000)
         self._token = uuid.uuid4().hex
         self._network: Network | None = None
@@ -99,13 +98,13 @@ class TreasuryWorker:
     async def book_once(self) -> list[BookedClose]:
         """Book cooperative closes to cold and channel funding fees not booked yet; returns the
         closes booked by this call."""
-        await book_funding_fees(self._core, self._node)
-        return await book_closed_channels(self._core, self._node)
+        await self._books.book_funding_fees()
+        return await self._books.book_closed_channels()
 
     async def sweep_once(self) -> SweepResult | None:
         """Finish a pending sweep or start one if the hot wallet is above its cap; returns
         the sweep recorded by this call, or None."""
-        claimed = await claim_pending_sweep(self._core, self._token, self._lease_ms)
+        claimed = await self._cold.claim_pending_sweep(self._token, self._lease_ms)
         if claimed is SweepClaim.BUSY:
             return None
         pending = None if claimed is SweepClaim.NONE else claimed
@@ -120,7 +119,7 @@ class TreasuryWorker:
         if pending is not None:
             address = pending.address  # handed out before, never paid: send to it now
         else:
-            fresh = await allocate_sweep(self._core, self._token)
+            fresh = await self._cold.allocate_sweep(self._token)
             if fresh is None:
                 return None
             address = fresh.address
@@ -131,13 +130,13 @@ class TreasuryWorker:
         if not sent:  # not listed yet: the next run finds it by its address
             log.warning("sweep %s to %s not listed by the node yet", txid, address)
             return None
-        await record_sweep(self._core, address, txid, amount_sat, sent[0].fee_sat)
+        await self._cold.record_sweep(address, txid, amount_sat, sent[0].fee_sat)
         return SweepResult(txid, address, amount_sat, sent[0].fee_sat, recovered=False)
 
     async def _send(self, address: str, amount_sat: int) -> str:
         network = await self._node_network()
         # The one place coins leave for cold storage: the address must be a fresh cold one.
-        await require_cold_address(self._core, address, ColdPurpose.SWEEP, network)
+        await self._cold.require_cold_address(address, ColdPurpose.SWEEP, network)
         log.info("sweeping %d sat to cold address %s", amount_sat, address)
         return await self._node.send_onchain(address, amount_sat, self._policy.sweep_sat_per_vbyte)
 
@@ -149,7 +148,7 @@ class TreasuryWorker:
             if amount_sat <= 0:
                 log.error("transaction %s to cold %s moved nothing out", found.txid, address)
                 continue
-            if await record_sweep(self._core, address, found.txid, amount_sat, found.fee_sat):
+            if await self._cold.record_sweep(address, found.txid, amount_sat, found.fee_sat):
                 log.warning("recorded sweep %s found on chain (after a crash?)", found.txid)
             result = SweepResult(found.txid, address, amount_sat, found.fee_sat, recovered=True)
         return result
