@@ -185,14 +185,15 @@ def accounts_for(core: Core) -> Accounts:
     )
 
 
-def administration_for(core: Core) -> Administration:
-    """The operators' use case alone, for tools that need no node (the CLI)."""
+def administration_for(core: Core, signer: SignerProbe | None = None) -> Administration:
+    """The operators' use case alone, for tools that need no node (the CLI). ``signer``: the
+    process's probe of the remote signer, when it has one already (else one is opened)."""
     return Administration(
         core.uow,
         core.clock,
         public_host=core.config.public_host,
         withdrawal_work=core.withdrawal_work,
-        signer=open_signer_probe(core.config),
+        signer=signer or open_signer_probe(core.config),
     )
 
 
@@ -284,7 +285,7 @@ def use_cases(core: Core, node: Node) -> UseCases:
         treasury_status=TreasuryStatus(uow, node, config.treasury, books),
         accounts=accounts_for(core),
         transfers=Transfers(uow, max_amount_msat=config.limits.transfer_max_msat, clock=clock),
-        admin=administration_for(core),
+        admin=administration_for(core, signer),  # one probe: its checks are cached
         solvency=Solvency(
             uow,
             node,
