@@ -57,6 +57,23 @@ class Limits:
 
 
 @dataclass(frozen=True, slots=True)
+class PayPolicy:
+    """Merchant orders and their webhooks (Pay)."""
+
+    merchant_fee_ppm: int = 0  # of each order's amount, booked as fee revenue
+    order_expiry_default_s: int = 900
+    order_expiry_max_s: int = 86_400
+    # Development and tests only: let webhook URLs reach private addresses (the SSRF rules of
+    # Lightning Addresses apply to webhook URLs otherwise).
+    webhook_allow_private_hosts: bool = False
+    webhook_timeout_s: float = 10.0
+    webhook_max_response_bytes: int = 64 * 1024  # of a receiver's answer, kept in the log
+
+
+ORDER_EXPIRY_MIN_S = 60
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str = ""  # empty: SQLite in the data directory
@@ -71,6 +88,7 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     withdrawals: WithdrawalPolicy = field(default_factory=WithdrawalPolicy)
     treasury: TreasuryPolicy = field(default_factory=TreasuryPolicy)
+    pay: PayPolicy = field(default_factory=PayPolicy)
     # Development and tests only: let Lightning Address withdrawals reach private addresses.
     lnurl_allow_private_hosts: bool = False
     # Reconciliation: how often, and the shortfall (books minus assets) that halts withdrawals.
@@ -240,12 +258,21 @@ SETTINGS: dict[str, dict[str, Setting]] = {
         "sweep_min_sat": _integer(DUST_LIMIT_SAT),
         "sweep_fee_reserve_vbytes": POSITIVE,
     },
+    "pay": {
+        "merchant_fee_ppm": PPM,
+        "order_expiry_default_s": _integer(ORDER_EXPIRY_MIN_S, MAX_INVOICE_EXPIRY_S),
+        "order_expiry_max_s": _integer(ORDER_EXPIRY_MIN_S, MAX_INVOICE_EXPIRY_S),
+        "webhook_allow_private_hosts": FLAG,
+        "webhook_timeout_s": SECONDS,
+        "webhook_max_response_bytes": POSITIVE,
+    },
 }
 SECTIONS: dict[str, type] = {
     "lnd": LndConfig,
     "limits": Limits,
     "withdrawals": WithdrawalPolicy,
     "treasury": TreasuryPolicy,
+    "pay": PayPolicy,
 }
 _KIND_WORDS = {
     int: "an integer",
@@ -363,7 +390,7 @@ def _defaults() -> dict[str, dict[str, Any]]:
     defaults = {"": {key: getattr(cfg, key) for key in SETTINGS[""]}}
     defaults["lnd"] = dict.fromkeys(("tls_cert", "spending_macaroon", "signer_rpc_host"))
     defaults["lnd"]["signer_tls_cert"] = None
-    for section in ("limits", "withdrawals", "treasury"):
+    for section in ("limits", "withdrawals", "treasury", "pay"):
         policy = getattr(cfg, section)
         defaults[section] = {f.name: getattr(policy, f.name) for f in fields(policy)}
     return defaults
@@ -418,6 +445,7 @@ def _contradictions(sources: _Sources, merged: dict[str, dict[str, Any]]) -> lis
     for section, low, high in (
         ("limits", "deposit_min_msat", "deposit_max_msat"),
         ("withdrawals", "min_msat", "max_msat"),
+        ("pay", "order_expiry_default_s", "order_expiry_max_s"),
     ):
         if merged[section][low] > merged[section][high]:
             problems.append(
@@ -462,6 +490,7 @@ def _build(sources: _Sources) -> Config:
         limits=Limits(**merged["limits"]),
         withdrawals=WithdrawalPolicy(**merged["withdrawals"]),
         treasury=TreasuryPolicy(**merged["treasury"]),
+        pay=PayPolicy(**merged["pay"]),
     )
 
 

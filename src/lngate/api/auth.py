@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from lngate.domain.errors import AuthError
+from lngate.domain.errors import AuthError, NotAMerchant
 from lngate.domain.users import Role
 from lngate.security.replay_guards import SharedReplayGuard
 from lngate.security.secrets import new_api_secret
@@ -38,6 +38,13 @@ class Caller:
     user_id: str
     api_key: str
     role: Role
+
+
+def require_merchant(caller: Caller) -> Caller:
+    """Pay's calls (orders, refunds, webhooks) are a merchant's: another key gets 403."""
+    if caller.role is not Role.MERCHANT:
+        raise NotAMerchant("this call needs a merchant's API key")
+    return caller
 
 
 class Authenticator:

@@ -17,13 +17,17 @@ one exhaustive table (a test checks that none is missing), and the README lists 
     │   └── PrivateKeyRefused       (PRIVATE_KEY_REFUSED)    lngate holds no cold private key
     ├── AuthError                   (UNAUTHORIZED)           missing/bad/expired/replayed signature
     ├── AccountFrozen               (ACCOUNT_FROZEN)
+    ├── NotAMerchant                (NOT_A_MERCHANT)         Pay needs a merchant's key
     ├── NotFound                    (NOT_FOUND)
     │   └── UnknownUser             (UNKNOWN_USER)
     ├── Conflict                    (CONFLICT)
     │   ├── IdempotencyConflict     (IDEMPOTENCY_KEY_REUSED) same key, different request
     │   ├── AlreadyExists           (ALREADY_EXISTS)
-    │   └── DuplicatePaymentHash    (DUPLICATE_PAYMENT_HASH) an invoice paid or being paid
+    │   ├── DuplicatePaymentHash    (DUPLICATE_PAYMENT_HASH) an invoice paid or being paid
+    │   ├── MerchantOrderIdReused   (MERCHANT_ORDER_ID_REUSED) same order id, another body
+    │   └── OrderNotOpen            (ORDER_NOT_OPEN)         paid, expired or cancelled already
     ├── InsufficientFunds           (INSUFFICIENT_FUNDS)
+    ├── RefundExceedsPaid           (REFUND_EXCEEDS_PAID)    refunds beyond what the order was paid
     ├── LimitExceeded               (LIMIT_EXCEEDED)         the 24 h or hourly limit
     ├── LedgerRefused               (LEDGER_REFUSED)         a named ledger result
     ├── WithdrawalsHalted           (WITHDRAWALS_HALTED)
@@ -130,6 +134,12 @@ class AccountFrozen(LngateError):
     code = "ACCOUNT_FROZEN"
 
 
+class NotAMerchant(LngateError):
+    """A Pay call (orders, refunds, webhooks) signed with a key whose role is not merchant."""
+
+    code = "NOT_A_MERCHANT"
+
+
 # -- what is there ---------------------------------------------------------------------------------
 
 
@@ -157,11 +167,29 @@ class DuplicatePaymentHash(Conflict):
     code = "DUPLICATE_PAYMENT_HASH"
 
 
+class MerchantOrderIdReused(Conflict):
+    """A ``merchant_order_id`` already used by this merchant for an order with another body."""
+
+    code = "MERCHANT_ORDER_ID_REUSED"
+
+
+class OrderNotOpen(Conflict):
+    """The order is paid, expired or cancelled: it can no longer be paid or cancelled."""
+
+    code = "ORDER_NOT_OPEN"
+
+
 # -- the rules of money ----------------------------------------------------------------------------
 
 
 class InsufficientFunds(LngateError):
     code = "INSUFFICIENT_FUNDS"
+
+
+class RefundExceedsPaid(LngateError):
+    """A refund that would take the order's refunds above what was paid for it."""
+
+    code = "REFUND_EXCEEDS_PAID"
 
 
 class LimitExceeded(LngateError):
