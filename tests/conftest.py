@@ -20,10 +20,12 @@ from lngate.api.app import create_app
 from lngate.bootstrap import Core, accounts_for, open_core, use_cases
 from lngate.config import Config
 from lngate.lightning.simnet import SimnetNetwork, SimnetNode
+from lngate.server import webhook_sender
 from lngate.services.accounts import Credentials
 from lngate.store.db import Database
 from lngate.store.migrate import migrate
 from lngate.workers.invoice_watcher import InvoiceWatcher
+from lngate.workers.order_watcher import OrderWatcher
 from lngate.workers.payment_sender import PaymentWorker
 from lngate.workers.reconciler import Reconciler
 
@@ -165,7 +167,19 @@ class LiveServer:
             use_cases(core, SimnetNode(self.network)).solvency,
             interval_s=core.config.reconcile_interval_s,
         )
-        workers = [self.watcher.run, self.payments.run] if watcher else []
+        self.orders = OrderWatcher(
+            use_cases(core, watcher_node).orders,
+            watcher_node,
+            core.commits,
+            discover_interval_s=0.1,
+            sweep_interval_s=0.2,
+        )
+        self.webhooks = webhook_sender(core, use_cases(core, watcher_node).webhook_dispatch)
+        workers = (
+            [self.watcher.run, self.payments.run, self.orders.run, self.webhooks.run]
+            if watcher
+            else []
+        )
         if reconciler:
             workers.append(self.reconciler.run)
         cases = use_cases(core, self.node)

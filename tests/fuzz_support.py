@@ -39,6 +39,8 @@ from lngate.store.db import Tx
 # -- routes --------------------------------------------------------------------------------------
 
 LNURL_PREFIXES = ("/.well-known/lnurlp/", "/lnurlp/")
+# The checkout page and its assets: a person's browser reads their 404s, as HTML (or text).
+PAGE_PREFIXES = ("/pay/", "/assets/")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,11 @@ class Route:
     @property
     def lnurl(self) -> bool:
         return self.path.startswith(LNURL_PREFIXES)
+
+    @property
+    def page(self) -> bool:
+        """A route of the server-rendered pages or their assets, not of the JSON API."""
+        return self.path.startswith(PAGE_PREFIXES)
 
     def matches(self, path: str) -> bool:
         return self.regex.match(path) is not None
@@ -318,6 +325,16 @@ def error_body_problem(route: Route | None, method: str, out: Outcome) -> Contra
         return ContractBroken(f"{where}: {what}", f"{where}: {what}: {detail}")
 
     ctype = out.header(b"content-type") or b""
+    if (
+        route is not None
+        and route.page
+        and method in route.methods
+        and out.status == 404
+        and ctype.startswith((b"text/html", b"text/plain"))
+    ):
+        if out.header(b"x-content-type-options") != b"nosniff":
+            return broken("a page's 404 without nosniff", f"content-type {ctype!r}")
+        return None
     if out.status >= 400 and not ctype.startswith(b"application/json"):
         return broken("not JSON", f"content-type {ctype!r}, body {out.body[:200]!r}")
     try:

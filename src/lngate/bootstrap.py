@@ -28,12 +28,16 @@ from lngate.services.lnurl import LightningAddresses
 from lngate.services.lnurl_client import HttpLnurlResolver
 from lngate.services.monitoring import Monitoring
 from lngate.services.onchain_books import OnchainBooks
+from lngate.services.orders import Orders
 from lngate.services.payouts import Payouts
 from lngate.services.ports import Clock
 from lngate.services.rate_limits import RateLimiter
+from lngate.services.refunds import Refunds
 from lngate.services.solvency import Solvency
 from lngate.services.transfers import Transfers
 from lngate.services.treasury_status import TreasuryStatus
+from lngate.services.webhook_delivery import WebhookDispatch
+from lngate.services.webhooks import WebhookEndpoints
 from lngate.services.withdrawal_review import WithdrawalReview
 from lngate.services.withdrawal_settlement import InternalSettlement
 from lngate.services.withdrawals import WithdrawalRequests
@@ -231,6 +235,11 @@ class UseCases:
     channels: Channels
     onchain_books: OnchainBooks
     treasury_status: TreasuryStatus
+    # --- Pay: orders and refunds ---
+    orders: Orders
+    refunds: Refunds
+    webhooks: WebhookEndpoints
+    webhook_dispatch: WebhookDispatch
     # --- accounts, transfers, administration, solvency ---
     accounts: Accounts
     transfers: Transfers
@@ -259,26 +268,43 @@ def use_cases(core: Core, node: Node) -> UseCases:
     )
     internal = InternalSettlement(uow, node, books)
     cold_storage = ColdStorage(uow, clock, node, books)
+    orders = Orders(
+        uow,
+        node,
+        pay=config.pay,
+        limits=config.limits,
+        withdrawals=config.withdrawals,
+        system_accounts=books,
+        clock=clock,
+        server_key=core.server_key,
+        public_url=config.effective_public_url,
+    )
+    withdrawal_requests = WithdrawalRequests(
+        uow,
+        node,
+        config.withdrawals,
+        books,
+        clock,
+        core.withdrawal_work,
+        HttpLnurlResolver(config.lnurl_allow_private_hosts),
+        # Our own users' addresses are paid without an HTTP round trip to ourselves.
+        addresses=lightning_addresses,
+        public_host=config.public_host,
+        internal=internal,
+        orders=orders,  # a withdrawal to an order's invoice pays it from the balance
+    )
     return UseCases(
-        withdrawal_requests=WithdrawalRequests(
-            uow,
-            node,
-            config.withdrawals,
-            books,
-            clock,
-            core.withdrawal_work,
-            HttpLnurlResolver(config.lnurl_allow_private_hosts),
-            # Our own users' addresses are paid without an HTTP round trip to ourselves.
-            addresses=lightning_addresses,
-            public_host=config.public_host,
-            internal=internal,
-        ),
+        withdrawal_requests=withdrawal_requests,
         withdrawal_review=withdrawal_review_for(core),
         payouts=Payouts(
             uow, node, config.withdrawals, books, clock, signer=signer, internal=internal
         ),
         deposits=deposits,
         lightning_addresses=lightning_addresses,
+        orders=orders,
+        refunds=Refunds(uow, withdrawal_requests, books, clock),
+        webhooks=WebhookEndpoints(uow, clock, core.server_key, config.pay),
+        webhook_dispatch=WebhookDispatch(uow, clock, core.server_key),
         cold_storage=cold_storage,
         channels=Channels(uow, node, clock, cold_storage),
         onchain_books=OnchainBooks(uow, node, books, clock),

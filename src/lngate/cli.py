@@ -21,6 +21,7 @@ from lngate.cli_support import print_json as _print_json
 from lngate.domain.errors import LngateError
 from lngate.domain.users import Role
 from lngate.lightning.simnet.cli import app as simnet_app
+from lngate.merchant_cli import merchant_app
 from lngate.regtest.cli import app as regtest_app
 from lngate.treasury_cli import channels_app, cold_app, treasury_app
 
@@ -50,6 +51,7 @@ app.add_typer(regtest_app, name="regtest")
 app.add_typer(cold_app, name="cold")
 app.add_typer(treasury_app, name="treasury")
 app.add_typer(channels_app, name="channels")
+app.add_typer(merchant_app, name="merchant")
 
 
 def _core(**overrides: Any) -> Core:
@@ -442,7 +444,7 @@ def decode(bolt11: str) -> None:
 
 @app.command()
 def bench(
-    suite: Annotated[str, typer.Option(help="all, transfers or lightning")] = "all",
+    suite: Annotated[str, typer.Option(help="all, transfers, lightning or pay")] = "all",
     api: Annotated[bool, typer.Option(help="also measure through HTTP (needs wrk)")] = True,
     transfers: Annotated[int, typer.Option(help="transfers per in-process run")] = 20_000,
     duration_s: Annotated[int, typer.Option(help="seconds per HTTP run")] = 10,
@@ -458,11 +460,12 @@ def bench(
     scale_concurrency: Annotated[int, typer.Option(help="wrk connections of those runs")] = 32,
 ) -> None:
     """Measure throughput and latency: transfers (service layer and HTTP, SQLite and, with
-    LNGATE_BENCH_POSTGRES_URL, PostgreSQL), deposit credit latency and withdrawals on simnet."""
+    LNGATE_BENCH_POSTGRES_URL, PostgreSQL), deposit credit latency and withdrawals on simnet,
+    and Pay (orders created over HTTP, orders paid from a balance, webhook latency)."""
     from lngate.bench import run_benchmarks
 
-    if suite not in ("all", "transfers", "lightning"):
-        raise typer.BadParameter("suite must be all, transfers or lightning")
+    if suite not in ("all", "transfers", "lightning", "pay"):
+        raise typer.BadParameter("suite must be all, transfers, lightning or pay")
     run_benchmarks(
         config_from_env(),
         suite=suite,

@@ -98,6 +98,9 @@ class Client:
     ) -> httpx.Response:
         return self.request("POST", path, payload, idempotency_key=idempotency_key)
 
+    def delete(self, path: str) -> httpx.Response:
+        return self.request("DELETE", path)
+
     def close(self) -> None:
         self._http.close()
 
@@ -133,6 +136,9 @@ class AsyncClient:
         self, path: str, payload: Any, *, idempotency_key: str | None = None
     ) -> httpx.Response:
         return await self.request("POST", path, payload, idempotency_key=idempotency_key)
+
+    async def delete(self, path: str) -> httpx.Response:
+        return await self.request("DELETE", path)
 
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -6,7 +6,7 @@ Each core has its own registry (no global state); ``/metrics`` on the admin list
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.registry import Collector
 
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
@@ -28,6 +28,18 @@ class Metrics:
             "Withdrawal request to final status",
             ["status"],
             buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+
+        self.webhook_latency = Histogram(
+            "lngate_webhook_delivery_seconds",
+            "Webhook delivered: from the commit of its change to the receiver's 2xx",
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.webhook_endpoints_disabled = Counter(
+            "lngate_webhook_endpoints_disabled",
+            "Webhook endpoints disabled after failing for 24 hours",
             registry=self.registry,
         )
 

@@ -29,10 +29,13 @@ from lngate.config import Config
 from lngate.logs import configure_logging
 from lngate.processes import listen_or_exit
 from lngate.services.config_audit import ConfigAudit
+from lngate.services.webhook_delivery import WebhookDispatch
 from lngate.workers.invoice_watcher import InvoiceWatcher
+from lngate.workers.order_watcher import OrderWatcher
 from lngate.workers.payment_sender import PaymentWorker
 from lngate.workers.reconciler import Reconciler
 from lngate.workers.treasury import TreasuryWorker
+from lngate.workers.webhook_sender import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +50,10 @@ def background_workers(core: Core, config: Config) -> list[Worker]:
     treasury_node = open_node(config, NodeRole.TREASURY)
     books_node = open_node(config, NodeRole.RECONCILER)
     treasury = use_cases(core, treasury_node)
+    watching = use_cases(core, watcher_node)
     return [
-        InvoiceWatcher(use_cases(core, watcher_node).deposits, watcher_node, clock=core.clock).run,
+        InvoiceWatcher(watching.deposits, watcher_node, clock=core.clock).run,
+        OrderWatcher(watching.orders, watcher_node, core.commits).run,
         PaymentWorker(
             use_cases(core, payment_node).payouts,
             payment_node,
@@ -61,7 +66,21 @@ def background_workers(core: Core, config: Config) -> list[Worker]:
         TreasuryWorker(
             treasury.cold_storage, treasury.onchain_books, treasury_node, config.treasury
         ).run,
+        webhook_sender(core, watching.webhook_dispatch).run,
     ]
+
+
+def webhook_sender(core: Core, dispatch: WebhookDispatch) -> WebhookSender:
+    pay = core.config.pay
+    return WebhookSender(
+        dispatch,
+        core.commits,
+        timeout_s=pay.webhook_timeout_s,
+        max_response_bytes=pay.webhook_max_response_bytes,
+        allow_private_hosts=pay.webhook_allow_private_hosts,
+        latency=core.metrics.webhook_latency,
+        disabled=core.metrics.webhook_endpoints_disabled,
+    )
 
 
 class _Server(uvicorn.Server):

@@ -32,6 +32,9 @@ class SimnetHarness:
     async def pay_from_outside(self, bolt11: str, amount_msat: int | None = None) -> Payment:
         return self.outside.pay(OUTSIDE, bolt11, amount_msat=amount_msat, fee_limit_msat=100_000)
 
+    async def outside_payment(self, payment_hash: bytes) -> Payment:
+        return self.outside.track_payment(OUTSIDE, payment_hash)
+
     async def invoice_from_outside(self, amount_msat: int | None, expiry_s: int = 3600) -> str:
         return self.outside.create_invoice(OUTSIDE, amount_msat, expiry_s=expiry_s).bolt11
 

@@ -23,7 +23,13 @@ class NodeHarness(Protocol):
     node: Node
 
     async def pay_from_outside(self, bolt11: str, amount_msat: int | None = None) -> Payment:
-        """Pay from an outside wallet; returns its payment (FAILED when the payee refused)."""
+        """Pay from an outside wallet; returns its payment (FAILED when the payee refused).
+        To a hold invoice it may return IN_FLIGHT (simnet) or wait until the payee settles or
+        cancels (LND): run it as a task."""
+        ...
+
+    async def outside_payment(self, payment_hash: bytes) -> Payment:
+        """The outside wallet's own view of its payment of ``payment_hash`` (UNKNOWN if none)."""
         ...
 
     async def invoice_from_outside(self, amount_msat: int | None, expiry_s: int = 3600) -> str: ...

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from lngate.lightning.lnd import LndNode
 from lngate.lightning.lnd._mapping import map_payment
-from lngate.lightning.node import Network, Node, Payment
+from lngate.lightning.node import Network, Node, Payment, PaymentStatus
 from lngate.regtest import Network as RegtestNetwork
 from tests.contract.harness import HeldInvoice
 from tests.helpers import foreign_invoice
@@ -29,6 +29,7 @@ OUTSIDE = "bob"
 EXCHANGE = "exchange"
 OUTSIDE_FEE_LIMIT_SAT = 1_000
 OUTSIDE_PAY_TIMEOUT_S = 30
+OUTSIDE_RECENT_PAYMENTS = 50
 WAIT_S = 15.0
 POLL_S = 0.05
 
@@ -98,6 +99,22 @@ class LndHarness:
 
     async def pay_from_outside(self, bolt11: str, amount_msat: int | None = None) -> Payment:
         return await asyncio.to_thread(self._outside_pay, bolt11, amount_msat)
+
+    def _outside_payment(self, payment_hash: bytes) -> Payment:
+        """bob's payment of the hash, from his latest payments (in flight ones included)."""
+        params = {
+            "include_incomplete": "true",
+            "reversed": "true",
+            "max_payments": str(OUTSIDE_RECENT_PAYMENTS),
+        }
+        listed = self.outside_rest("GET", "/v1/payments", params=params)
+        for payment in listed.get("payments", []):
+            if payment.get("payment_hash") == payment_hash.hex():
+                return map_payment(payment)
+        return Payment(payment_hash=payment_hash, status=PaymentStatus.UNKNOWN)
+
+    async def outside_payment(self, payment_hash: bytes) -> Payment:
+        return await asyncio.to_thread(self._outside_payment, payment_hash)
 
     async def invoice_from_outside(self, amount_msat: int | None, expiry_s: int = 3600) -> str:
         body = {"value_msat": str(amount_msat or 0), "expiry": str(expiry_s)}

@@ -16,6 +16,7 @@ import pytest
 from lngate.lightning import errors
 from lngate.lightning.bolt11 import invoice_network
 from lngate.lightning.node import (
+    HOLD_INVOICE_CLTV,
     Balances,
     FailureReason,
     Invoice,
@@ -66,6 +67,18 @@ async def wait_for_payment(node: Node, payment_hash: bytes) -> Payment:
         if asyncio.get_running_loop().time() > deadline:
             return payment
         await asyncio.sleep(0.01)
+
+
+async def wait_for_outside_payment(harness: NodeHarness, payment_hash: bytes) -> Payment:
+    """The outside wallet's payment once it leaves IN_FLIGHT (or as it is at the deadline)."""
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while True:
+        payment = await harness.outside_payment(payment_hash)
+        if payment.status is not PaymentStatus.IN_FLIGHT:
+            return payment
+        if asyncio.get_running_loop().time() > deadline:
+            return payment
+        await asyncio.sleep(0.02)
 
 
 async def wait_for_balances(node: Node, predicate: Callable[[Balances], bool]) -> Balances:
@@ -320,3 +333,130 @@ async def test_wallet_and_channels(harness: NodeHarness) -> None:
         await node.send_onchain("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4", 10_000, 2)
     with pytest.raises(errors.InsufficientBalance):
         await node.send_onchain(address, balances.onchain_confirmed_sat * 2, 2)
+
+
+# --- hold invoices -----------------------------------------------------------------------------
+
+
+def new_preimage() -> tuple[bytes, bytes]:
+    preimage = os.urandom(32)
+    return preimage, hashlib.sha256(preimage).digest()
+
+
+async def test_hold_invoice_held_then_settled(harness: NodeHarness) -> None:
+    node = harness.node
+    preimage, payment_hash = new_preimage()
+    invoice = await node.create_hold_invoice(payment_hash, 50_000, memo="order 1", expiry_s=600)
+    assert invoice.payment_hash == payment_hash and invoice.state is InvoiceState.OPEN
+    assert (invoice.amount_msat, invoice.expiry_s, invoice.memo) == (50_000, 600, "order 1")
+    assert invoice.preimage is None and invoice.amount_paid_msat == 0
+    decoded = await node.decode(invoice.bolt11)
+    assert decoded.payment_hash == payment_hash and decoded.amount_msat == 50_000
+    assert decoded.min_final_cltv_expiry == HOLD_INVOICE_CLTV
+    with pytest.raises(errors.InvalidNodeRequest):  # nothing held yet
+        await node.settle_invoice(preimage)
+    with pytest.raises(errors.InvalidNodeRequest):  # one invoice per hash
+        await node.create_hold_invoice(payment_hash, 50_000, expiry_s=600)
+
+    updates = node.subscribe_invoice(payment_hash)
+    deposits = node.subscribe_invoices()
+    try:
+        first = await next_matching(updates, lambda i: True)
+        assert first.state is InvoiceState.OPEN and first.payment_hash == payment_hash
+        paying = asyncio.create_task(harness.pay_from_outside(invoice.bolt11))
+        accepted = await next_matching(updates, lambda i: i.state is not InvoiceState.OPEN)
+        assert accepted.state is InvoiceState.ACCEPTED
+        assert accepted.amount_paid_msat == 50_000 and accepted.settle_index == 0
+        looked_up = await node.lookup_invoice(payment_hash)
+        assert looked_up.state is InvoiceState.ACCEPTED and looked_up.amount_paid_msat == 50_000
+        assert (await harness.outside_payment(payment_hash)).status is PaymentStatus.IN_FLIGHT
+        assert not paying.done() or paying.result().status is PaymentStatus.IN_FLIGHT
+        with pytest.raises(errors.InvoiceNotFound):  # a wrong preimage names no invoice
+            await node.settle_invoice(os.urandom(32))
+
+        deposit_seen = asyncio.create_task(
+            next_matching(deposits, lambda i: i.payment_hash == payment_hash, timeout_s=3 * WAIT_S)
+        )
+        await node.settle_invoice(preimage)
+        settled = await next_matching(updates, lambda i: i.state is not InvoiceState.ACCEPTED)
+        assert settled.state is InvoiceState.SETTLED and settled.preimage == preimage
+        assert settled.amount_paid_msat == 50_000 and settled.settle_index > 0
+        with pytest.raises(StopAsyncIteration):  # the stream ends after a final state
+            async with asyncio.timeout(WAIT_S):
+                await anext(updates)
+        await node.settle_invoice(preimage)  # again: a no-op
+        assert (await node.lookup_invoice(payment_hash)).settle_index == settled.settle_index
+
+        paid = await asyncio.wait_for(paying, 3 * WAIT_S)
+        assert paid.status in (PaymentStatus.IN_FLIGHT, PaymentStatus.SUCCEEDED)
+        outside = await wait_for_outside_payment(harness, payment_hash)
+        assert outside.status is PaymentStatus.SUCCEEDED and outside.preimage == preimage
+
+        on_deposit_stream = await deposit_seen
+        assert on_deposit_stream.state is InvoiceState.SETTLED
+        assert on_deposit_stream.settle_index == settled.settle_index
+        with pytest.raises(errors.InvalidNodeRequest):  # settled: nothing left to cancel
+            await node.cancel_invoice(payment_hash)
+    finally:
+        await updates.aclose()  # type: ignore[attr-defined]
+        await deposits.aclose()  # type: ignore[attr-defined]
+
+
+async def test_hold_invoice_canceled_fails_the_payer_back(harness: NodeHarness) -> None:
+    node = harness.node
+    preimage, payment_hash = new_preimage()
+    invoice = await node.create_hold_invoice(payment_hash, 40_000, expiry_s=600)
+    paying = asyncio.create_task(harness.pay_from_outside(invoice.bolt11))
+    accepted = await wait_for_state(node, payment_hash, InvoiceState.ACCEPTED)
+    assert accepted.state is InvoiceState.ACCEPTED and accepted.amount_paid_msat == 40_000
+
+    await node.cancel_invoice(payment_hash)
+    await node.cancel_invoice(payment_hash)  # again: a no-op
+    paid = await asyncio.wait_for(paying, 3 * WAIT_S)
+    assert paid.status in (PaymentStatus.IN_FLIGHT, PaymentStatus.FAILED)
+    failed = await wait_for_outside_payment(harness, payment_hash)
+    assert failed.status is PaymentStatus.FAILED
+    assert failed.failure_reason is FailureReason.INCORRECT_PAYMENT_DETAILS
+    canceled = await wait_for_state(node, payment_hash, InvoiceState.CANCELED)
+    assert canceled.state is InvoiceState.CANCELED and canceled.settle_index == 0
+    with pytest.raises(errors.InvalidNodeRequest):
+        await node.settle_invoice(preimage)
+    updates = node.subscribe_invoice(payment_hash)
+    try:  # a final invoice: its state, then the end
+        assert (await next_matching(updates, lambda i: True)).state is InvoiceState.CANCELED
+        with pytest.raises(StopAsyncIteration):
+            async with asyncio.timeout(WAIT_S):
+                await anext(updates)
+    finally:
+        await updates.aclose()  # type: ignore[attr-defined]
+
+    # A late payment (a customer paying a cancelled order) goes back to the payer.
+    late = await harness.pay_from_outside(invoice.bolt11)
+    assert late.status is PaymentStatus.FAILED
+    assert late.failure_reason is FailureReason.INCORRECT_PAYMENT_DETAILS
+    after = await node.lookup_invoice(payment_hash)
+    assert after.state is InvoiceState.CANCELED
+    assert after.amount_paid_msat == canceled.amount_paid_msat  # no new HTLC held
+
+
+async def test_hold_invoice_refusals(harness: NodeHarness) -> None:
+    node = harness.node
+    _, payment_hash = new_preimage()
+    with pytest.raises(errors.InvalidNodeRequest):
+        await node.create_hold_invoice(payment_hash, 0, expiry_s=600)
+    with pytest.raises(errors.InvalidNodeRequest):
+        await node.create_hold_invoice(payment_hash, 1_000, expiry_s=0)
+    with pytest.raises(errors.InvalidNodeRequest):
+        await node.create_hold_invoice(payment_hash, 1_000, expiry_s=600, cltv_expiry=5)
+    with pytest.raises(ValueError):
+        await node.create_hold_invoice(payment_hash[:31], 1_000, expiry_s=600)
+    with pytest.raises(errors.InvoiceNotFound):
+        await node.settle_invoice(os.urandom(32))
+    with pytest.raises(errors.InvoiceNotFound):
+        await next_matching(node.subscribe_invoice(os.urandom(32)), lambda i: True)
+    # Settling a hold invoice's twin, a regular invoice that already settled, is a no-op too.
+    regular = await node.create_invoice(2_000)
+    await harness.pay_from_outside(regular.bolt11)
+    settled = await wait_for_state(node, regular.payment_hash, InvoiceState.SETTLED)
+    assert settled.preimage is not None
+    await node.settle_invoice(settled.preimage)

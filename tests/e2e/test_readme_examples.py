@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lngate.domain.webhooks import new_secret
 from tests.e2e.conftest import Served
 
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -100,3 +101,31 @@ def test_simnet_cli_invoice_decodes(served: Served) -> None:
     assert decoded["network"] == "regtest"
     bad = served.cli("decode", bolt11[:-3] + "qqq", check=False)
     assert bad.returncode == 2 and "INVALID_INVOICE" in bad.stderr
+
+
+def test_shop_backend_example_creates_an_order_and_verifies_only_genuine_webhooks(
+    served: Served,
+) -> None:
+    shop = served.cli_json("user", "create", "shop", "--role", "merchant")
+    webhook_secret = new_secret()
+    code = with_credentials(
+        example("shop"), str(shop["api_key"]), str(shop["api_secret"]), served.url
+    ).replace("whsec_...", webhook_secret)
+    # What the shop's HTTP handler would be handed: a webhook signed as lngate signs it, the
+    # same one with another body, and one signed with another secret.
+    code += f"""
+import json, time
+from lngate.domain.webhooks import new_secret, signed_headers
+body = json.dumps({{"type": "order.paid", "timestamp": "t", "data": order}}).encode()
+headers = dict(signed_headers({webhook_secret!r}, "msg_1", int(time.time()), body))
+print("genuine", paid_order(body, headers)["id"] == order["id"])
+print("tampered", paid_order(body.replace(b"open", b"paid"), headers))
+other = dict(signed_headers(new_secret(), "msg_1", int(time.time()), body))
+print("forged", paid_order(body, other))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    ).stdout.splitlines()
+    status, checkout_url = out[0].split()
+    assert status == "open" and checkout_url.startswith(f"{served.url}/pay/ord_")
+    assert out[1:] == ["genuine True", "tampered None", "forged None"]

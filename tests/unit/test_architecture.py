@@ -36,7 +36,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "services": frozenset({"domain", "lightning", "store", "config", "security", "crashpoints"}),
     # Workers and routes are given their use cases (built in bootstrap) and call only those.
     "workers": frozenset({"services", "domain", "lightning", "crashpoints"}),
-    "api": frozenset({"services", "domain", "security", "metrics", "logs", "bootstrap"}),
+    "api": frozenset({"services", "domain", "security", "metrics", "logs", "bootstrap", "web"}),
     "client": frozenset({"security"}),  # the Python client signs requests as the API checks them
     # The composition root knows every adapter; the processes and the CLI are built on it.
     "bootstrap": frozenset(
@@ -60,8 +60,12 @@ ALLOWED: dict[str, frozenset[str]] = {
             "server",
             "services",
             "treasury_cli",
+            "merchant_cli",
         }
     ),
+    "merchant_cli": frozenset({"bootstrap", "cli_support", "domain", "services"}),
+    # The server-rendered pages are routes too: they call use cases and render their records.
+    "web": frozenset({"services", "domain"}),
     "treasury_cli": frozenset({"bootstrap", "cli_support", "domain", "lightning", "workers"}),
     "bench": frozenset(
         {"bootstrap", "client", "config", "domain", "lightning", "services", "store", "workers"}
@@ -69,7 +73,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "regtest": frozenset({"config", "domain", "lightning"}),
 }
 # Nobody imports these but the process entry points named in ALLOWED.
-ENTRY_POINTS = frozenset({"api", "workers", "server", "cli", "treasury_cli", "processes"})
+ENTRY_POINTS = frozenset(
+    {"api", "web", "workers", "server", "cli", "treasury_cli", "merchant_cli", "processes"}
+)
 
 
 def layer(module: str) -> str:

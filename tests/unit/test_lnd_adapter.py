@@ -352,14 +352,14 @@ async def test_cancel_invoice_posts_the_hash_in_base64(lnd: tuple[FakeLnd, LndNo
     assert sent == {"payment_hash": base64.b64encode(payment_hash(4)).decode()}
 
 
-async def test_cancel_of_a_settled_invoice_raises_already_paid(
+async def test_cancel_of_a_settled_invoice_is_refused_as_invalid(
     lnd: tuple[FakeLnd, LndNode],
 ) -> None:
     fake, node = lnd
     settled = {"code": 2, "message": "invoice already settled", "details": []}
     fake.on("POST", "/v2/invoices/cancel", json_answer(settled, status=500))
 
-    with pytest.raises(AlreadyPaid):
+    with pytest.raises(InvalidNodeRequest, match="already settled"):  # the port's contract
         await node.cancel_invoice(payment_hash(1))
 
 
@@ -1413,3 +1413,127 @@ async def test_no_invoice_is_asked_for_while_the_remote_signer_is_unreachable(
         await node.close()
 
     assert fake.sent("POST", "/v1/invoices") == []
+
+
+# --- hold invoices (invoicesrpc) ---------------------------------------------------------------
+
+
+def accepted_invoice(*htlc_msat: int) -> dict[str, Any]:
+    """invoice_open.json (payment hash 1) as LND shows it while it holds ``htlc_msat``."""
+    held = dict(body("invoice_open.json"))
+    held["state"] = "ACCEPTED"
+    held["amt_paid_msat"] = "0"
+    held["htlcs"] = [{"amt_msat": str(m), "state": "ACCEPTED"} for m in htlc_msat] + [
+        {"amt_msat": "999", "state": "CANCELED"}
+    ]
+    return held
+
+
+async def test_a_hold_invoice_is_added_with_its_hash_and_read_back(
+    lnd: tuple[FakeLnd, LndNode],
+) -> None:
+    fake, node = lnd
+    fake.on(
+        "POST", "/v2/invoices/hodl", json_answer({"payment_request": "lnbcrt1", "add_index": "3"})
+    )
+    fake.on("GET", f"/v1/invoice/{payment_hash(1).hex()}", json_answer(body("invoice_open.json")))
+
+    invoice = await node.create_hold_invoice(
+        payment_hash(1), 150_000_000, memo="order", expiry_s=900
+    )
+
+    assert invoice.payment_hash == payment_hash(1) and invoice.state is InvoiceState.OPEN
+    assert sent_json(fake.sent("POST", "/v2/invoices/hodl")[0]) == {
+        "hash": base64.b64encode(payment_hash(1)).decode(),
+        "value_msat": "150000000",
+        "expiry": "900",
+        "cltv_expiry": "80",
+        "memo": "order",
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"amount_msat": 0, "expiry_s": 60},
+        {"amount_msat": 1_000, "expiry_s": 0},
+        {"amount_msat": 1_000, "expiry_s": 60, "cltv_expiry": 17},
+        {"amount_msat": 1_000, "expiry_s": 60, "cltv_expiry": 2017},
+    ],
+)
+async def test_a_bad_hold_invoice_is_refused_without_asking_lnd(
+    lnd: tuple[FakeLnd, LndNode], kwargs: dict[str, Any]
+) -> None:
+    fake, node = lnd
+    with pytest.raises(InvalidNodeRequest):
+        await node.create_hold_invoice(payment_hash(2), **kwargs)
+    with pytest.raises(ValueError):
+        await node.create_hold_invoice(b"short", 1_000, expiry_s=60)
+    assert fake.requests == []
+
+
+async def test_a_held_invoice_reports_what_its_accepted_htlcs_bring(
+    lnd: tuple[FakeLnd, LndNode],
+) -> None:
+    fake, node = lnd
+    fake.on("GET", f"/v1/invoice/{payment_hash(1).hex()}", json_answer(accepted_invoice(100, 50)))
+
+    invoice = await node.lookup_invoice(payment_hash(1))
+
+    assert invoice.state is InvoiceState.ACCEPTED and invoice.amount_paid_msat == 150
+    assert invoice.preimage is None
+
+
+@pytest.mark.parametrize(
+    ("message", "raised"),
+    [
+        ("invoice still open", InvalidNodeRequest),
+        ("invoice already canceled", InvalidNodeRequest),
+        ("unable to locate invoice", InvoiceNotFound),
+        ("invoice already settled", None),  # settling twice: a no-op
+    ],
+)
+async def test_settling_maps_lnds_answers_onto_the_port(
+    lnd: tuple[FakeLnd, LndNode], message: str, raised: type[Exception] | None
+) -> None:
+    fake, node = lnd
+    refusal = {"code": 2, "message": message, "details": []}
+    fake.on("POST", "/v2/invoices/settle", json_answer(refusal, status=500))
+
+    if raised is None:
+        await node.settle_invoice(preimage(1))
+    else:
+        with pytest.raises(raised):
+            await node.settle_invoice(preimage(1))
+    assert sent_json(fake.sent("POST", "/v2/invoices/settle")[0]) == {
+        "preimage": base64.b64encode(preimage(1)).decode()
+    }
+
+
+async def test_a_subscription_to_an_unknown_invoice_raises_before_subscribing(
+    lnd: tuple[FakeLnd, LndNode],
+) -> None:
+    fake, node = lnd
+    missing = {"code": 5, "message": "unable to locate invoice", "details": []}
+    fake.on("GET", f"/v1/invoice/{payment_hash(7).hex()}", json_answer(missing, status=404))
+
+    with pytest.raises(InvoiceNotFound):
+        await anext(aiter(node.subscribe_invoice(payment_hash(7))))
+    assert [r.url.path for r in fake.requests] == [f"/v1/invoice/{payment_hash(7).hex()}"]
+
+
+async def test_a_subscription_yields_each_new_state_and_ends_at_a_final_one(
+    lnd: tuple[FakeLnd, LndNode],
+) -> None:
+    fake, node = lnd
+    opened, held = body("invoice_open.json"), accepted_invoice(150_000_000)
+    fake.on("GET", f"/v1/invoice/{payment_hash(1).hex()}", json_answer(opened))
+    canceled = dict(held, state="CANCELED")
+    path = f"/v2/invoices/subscribe/{base64.urlsafe_b64encode(payment_hash(1)).decode()}"
+    fake.on(
+        "GET", path, stream_answer([{"result": opened}, {"result": held}, {"result": canceled}])
+    )
+
+    states = [i.state async for i in node.subscribe_invoice(payment_hash(1))]
+
+    assert states == [InvoiceState.OPEN, InvoiceState.ACCEPTED, InvoiceState.CANCELED]

@@ -15,12 +15,15 @@ from lngate.api.auth import Authenticator
 from lngate.api.deposit_routes import deposit_router
 from lngate.api.event_routes import event_router
 from lngate.api.lnurl_routes import lnurl_router
+from lngate.api.order_routes import order_router
 from lngate.api.responses import JsonResponse
 from lngate.api.user_routes import user_router
+from lngate.api.webhook_routes import webhook_router
 from lngate.api.withdrawal_routes import withdrawal_router
 from lngate.bootstrap import Core, UseCases
 from lngate.domain.users import Role
 from lngate.security.replay_guards import replay_guard_for
+from lngate.web.checkout import mount_checkout
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,10 @@ def create_app(core: Core, cases: UseCases, *, workers: Sequence[Worker] = ()) -
     app.include_router(event_router(cases.account_events, auth, streams_per_user=streams_per_user))
     app.include_router(lnurl_router(cases.lightning_addresses))
     app.include_router(withdrawal_router(cases.withdrawal_requests, auth))
+    app.include_router(order_router(cases.orders, cases.refunds, auth))
+    app.include_router(webhook_router(cases.webhooks, auth))
+    # The hosted checkout page (public, unsigned): /pay/{id}, its status and its events.
+    mount_checkout(app, cases.orders, core.commits, clock=core.clock)
 
     @app.get("/health", tags=["meta"])
     async def get_health() -> schemas.Health:

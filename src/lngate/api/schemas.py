@@ -280,6 +280,7 @@ class ReconciliationReport(_Response):
     shortfall_allowed_msat: int
     pending_withdrawals_msat: int
     warnings: list[str]
+    held_htlcs_msat: int = 0  # orders credited before the node settled their HTLC
 
 
 class Reconciliation(ReconciliationReport):

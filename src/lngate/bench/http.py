@@ -24,6 +24,7 @@ from lngate.client import signed_headers
 WRK_SCRIPT = r"""
 local requests = {}
 local n, i = 0, 0
+local path = os.getenv("LNGATE_BENCH_PATH") or "/v1/transfers"
 local thread_counter = 0
 function setup(thread)
   thread:set("file", string.format("%s.%d", os.getenv("LNGATE_BENCH_REQUESTS"), thread_counter))
@@ -33,7 +34,7 @@ function init(args)
   for line in io.lines(file) do
     local key, ts, sig, idem, body = line:match("^(.-)\t(.-)\t(.-)\t(.-)\t(.*)$")
     n = n + 1
-    requests[n] = wrk.format("POST", "/v1/transfers", {
+    requests[n] = wrk.format("POST", path, {
       ["Content-Type"] = "application/json", ["X-Lngate-Key"] = key,
       ["X-Lngate-Timestamp"] = ts, ["X-Lngate-Signature"] = sig, ["Idempotency-Key"] = idem,
     }, body)
@@ -100,7 +101,9 @@ def wait_for_server(url: str, deadline_s: float = 30) -> None:
     raise RuntimeError(f"lngate serve did not answer at {url}")
 
 
-def run_wrk(url: str, requests_file: Path, concurrency: int, duration_s: int) -> dict[str, float]:
+def run_wrk(
+    url: str, requests_file: Path, concurrency: int, duration_s: int, path: str = "/v1/transfers"
+) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT)
     threads = min(2, concurrency)
@@ -118,7 +121,7 @@ def run_wrk(url: str, requests_file: Path, concurrency: int, duration_s: int) ->
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "LNGATE_BENCH_REQUESTS": str(requests_file)},
+        env={**os.environ, "LNGATE_BENCH_REQUESTS": str(requests_file), "LNGATE_BENCH_PATH": path},
         check=True,
     )
     os.unlink(script.name)

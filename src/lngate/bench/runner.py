@@ -14,6 +14,7 @@ import psycopg
 
 from lngate.bench.http import bench_http, start_server, wait_for_server
 from lngate.bench.lightning import run_lightning_benchmarks
+from lngate.bench.pay import run_pay_benchmarks
 from lngate.bench.scale import SCALE_HEADER, ScaleResult, bench_scale
 from lngate.bench.service_layer import bench_service_layer
 from lngate.bench.stats import HEADER, Result
@@ -153,7 +154,7 @@ def run_benchmarks(
     scale_concurrency: int = 32,
 ) -> None:
     del config  # benchmarks run on fresh databases of their own, never on live data
-    if api and suite in ("all", "transfers") and shutil.which("wrk") is None:
+    if api and suite in ("all", "transfers", "pay") and shutil.which("wrk") is None:
         raise SystemExit("the HTTP benchmark needs wrk (apt-get install wrk), or pass --no-api")
     plan = Plan(api, transfers, duration_s, scale_processes, scale_concurrency)
     results: list[Result] = []
@@ -167,6 +168,14 @@ def run_benchmarks(
             results += pg_results
     if suite in ("all", "lightning"):
         results += run_lightning_benchmarks(deposits=lightning_ops, withdrawals=lightning_ops)
+    if suite in ("all", "pay"):
+        if sqlite:
+            results += run_pay_benchmarks(None, duration_s=duration_s, count=transfers // 4)
+        pg = os.environ.get("LNGATE_BENCH_POSTGRES_URL")
+        if pg:
+            with tempfile.TemporaryDirectory(prefix="lngate-bench-pg-") as tmp:
+                _, url = _fresh_database(pg, Path(tmp))
+                results += run_pay_benchmarks(url, duration_s=duration_s, count=transfers // 4)
     print(HEADER)
     for result in results:
         print(result.row())

@@ -13,6 +13,13 @@ from typing import Protocol, runtime_checkable
 
 from lngate.domain.errors import NodeBadResponse
 
+# The final CLTV delta (blocks) of a hold invoice: how long the payer's HTLC may be held before
+# it must be settled or failed back. LND's default for invoices is 80 as well; the node cancels
+# an accepted hold invoice itself when the held HTLC comes close to its expiry height.
+HOLD_INVOICE_CLTV = 80
+MIN_HOLD_INVOICE_CLTV = 18  # LND's routing.MinCLTVDelta
+MAX_HOLD_INVOICE_CLTV = 2016  # two weeks of blocks: far beyond any hold lngate needs
+
 
 class Network(enum.StrEnum):
     MAINNET = "mainnet"
@@ -201,13 +208,59 @@ class Node(Protocol):
 
     async def lookup_invoice(self, payment_hash: bytes) -> Invoice: ...
 
-    async def cancel_invoice(self, payment_hash: bytes) -> None: ...
+    async def create_hold_invoice(
+        self,
+        payment_hash: bytes,
+        amount_msat: int,
+        *,
+        memo: str | None = None,
+        expiry_s: int,
+        cltv_expiry: int = HOLD_INVOICE_CLTV,
+    ) -> Invoice:
+        """A hold invoice for ``payment_hash``, whose preimage the node does not know: a payment
+        to it is accepted (ACCEPTED, ``amount_paid_msat`` the held HTLCs' total, the payer's
+        payment IN_FLIGHT) and held until ``settle_invoice`` or ``cancel_invoice``. An OPEN one
+        past ``expiry_s`` becomes CANCELED; an ACCEPTED one does not expire.
+
+        Not idempotent: a hash that already has an invoice on this node raises
+        ``InvalidNodeRequest`` (look that one up instead), as do ``amount_msat <= 0``,
+        ``expiry_s <= 0``, ``cltv_expiry`` outside ``MIN_HOLD_INVOICE_CLTV`` ..
+        ``MAX_HOLD_INVOICE_CLTV``, and a memo the node finds too long. ``ValueError`` if the
+        hash is not 32 bytes."""
+        ...
+
+    async def settle_invoice(self, preimage: bytes) -> None:
+        """Settle the ACCEPTED hold invoice of ``sha256(preimage)``: the held HTLCs are settled,
+        the invoice becomes SETTLED (with a settle_index: ``subscribe_invoices`` streams it like
+        any settled invoice) and the payer's payment succeeds with ``preimage``.
+
+        Idempotent: settling an invoice already SETTLED is a no-op (crash recovery may settle
+        twice). Raises ``InvoiceNotFound`` when no invoice has that hash (a wrong preimage),
+        ``InvalidNodeRequest`` when the invoice is OPEN (nothing held yet), CANCELED, or not a
+        hold invoice; ``ValueError`` if the preimage is not 32 bytes."""
+        ...
+
+    async def cancel_invoice(self, payment_hash: bytes) -> None:
+        """Cancel an OPEN or ACCEPTED invoice: it becomes CANCELED and refuses any payment; on
+        an ACCEPTED (hold) invoice the held HTLCs are failed back, so the payer's payment fails
+        (INCORRECT_PAYMENT_DETAILS). Idempotent: cancelling a CANCELED invoice is a no-op.
+        Raises ``InvoiceNotFound`` for an unknown hash, ``InvalidNodeRequest`` for a SETTLED
+        invoice (its money has moved: nothing to withdraw)."""
+        ...
 
     def subscribe_invoices(self, after_settle_index: int = 0) -> AsyncIterator[Invoice]:
         """Settled invoices with settle_index > after_settle_index (replayed first), then
         live settlements as they happen. Canceled invoices may be streamed too (simnet does;
         LND does not): consumers learn of cancellation and expiry from ``lookup_invoice``.
         Never ends on its own."""
+        ...
+
+    def subscribe_invoice(self, payment_hash: bytes) -> AsyncIterator[Invoice]:
+        """One invoice's states: its current state first, then each change (OPEN, ACCEPTED,
+        SETTLED, CANCELED; a change of ``amount_paid_msat`` while ACCEPTED may show too). Ends
+        after SETTLED or CANCELED. Raises ``InvoiceNotFound`` (on the first iteration) for an
+        unknown hash; a lost connection raises the node error (resubscribe: the current state
+        comes first again)."""
         ...
 
     async def decode(self, bolt11: str) -> DecodedInvoice: ...

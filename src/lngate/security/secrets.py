@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -13,8 +15,11 @@ _NONCE_BYTES = 12
 
 class ServerKey:
     def __init__(self, key: bytes) -> None:
-        assert len(key) == 32
+        if len(key) != 32:
+            raise ValueError("the server key must be 32 bytes")
         self._aead = AESGCM(key)
+        # A separate key for derivations, so a derived value never equals an encryption input.
+        self._derive_key = hmac.new(key, b"lngate derive v1", hashlib.sha256).digest()
 
     @classmethod
     def load_or_create(cls, path: Path) -> ServerKey:
@@ -35,6 +40,11 @@ class ServerKey:
         another key's row does not decrypt."""
         nonce = secrets.token_bytes(_NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, plaintext, context)
+
+    def derive(self, label: bytes) -> bytes:
+        """32 bytes determined by the server key and ``label`` (HMAC-SHA256): secrets that are
+        recomputed when needed instead of stored (an order's preimage)."""
+        return hmac.new(self._derive_key, label, hashlib.sha256).digest()
 
     def decrypt(self, blob: bytes, *, context: bytes) -> bytes:
         return self._aead.decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], context)

@@ -29,7 +29,7 @@ from lngate.lightning.node import Invoice, InvoiceState, Node
 from lngate.services.accounts import iso_ms, require_user
 from lngate.services.idempotent import replayed, run_once
 from lngate.services.ports import Clock, UnitOfWork
-from lngate.store import deposits, events, users
+from lngate.store import deposits, events, orders, users
 from lngate.store.db import Tx
 from lngate.store.deposits import Deposit, DepositStatus
 from lngate.store.ledger import apply_transfer
@@ -318,6 +318,8 @@ def credit_settled_op(
         if from_stream and invoice.settle_index:
             deposits.advance_cursor(tx, SETTLE_CURSOR, invoice.settle_index)
         deposit = deposits.by_hash(tx, payment_hash)
+        if deposit is None and orders.is_order_hash(tx, payment_hash):
+            return False  # an order's hold invoice: the order watcher credited it
         if deposit is None:
             log.error("settled invoice %s matches no deposit; recorded", payment_hash)
             deposits.record_unmatched(tx, payment_hash, paid_msat, invoice.settle_index)

@@ -3,6 +3,7 @@
     required = liabilities (users and merchants, holds not yet posted included)
              + fee revenue - routing and on-chain fee expenses
     assets   = node (on-chain, channel local balance, outgoing HTLCs in flight) + cold storage
+             + held HTLCs (orders credited before their HTLC is settled, see services.orders)
     shortfall = required - assets
 
 A shortfall beyond the tolerance (plus any shortfall an operator has acknowledged), or any broken
@@ -24,11 +25,13 @@ from lngate.lightning.node import Balances, Node
 from lngate.services import halt
 from lngate.services.ports import Clock, UnitOfWork
 from lngate.services.reconciliation import Check, LedgerReport, check_ledger
-from lngate.store import system_state
+from lngate.store import orders, system_state
 from lngate.store.db import Tx
 from lngate.store.ledger import all_accounts
 
 log = logging.getLogger(__name__)
+
+CLOCK_SLACK_MS = 5_000  # processes' clocks differ a little: count recent settlements generously
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,7 @@ class ReconciliationReport:
     shortfall_msat: int
     shortfall_allowed_msat: int
     pending_withdrawals_msat: int
+    held_htlcs_msat: int  # orders credited whose HTLC the node had not settled yet
     warnings: tuple[str, ...]
 
     def as_json(self) -> dict[str, Any]:
@@ -144,6 +148,7 @@ class ReconciliationReport:
                 "assets_msat": self.node.assets_msat,
             },
             "cold_msat": self.cold_msat,
+            "held_htlcs_msat": self.held_htlcs_msat,
             "assets_msat": self.assets_msat,
             "shortfall_msat": self.shortfall_msat,
             "shortfall_allowed_msat": self.shortfall_allowed_msat,
@@ -170,6 +175,7 @@ class ReconciliationReport:
             shortfall_allowed_msat=body["shortfall_allowed_msat"],
             pending_withdrawals_msat=body["pending_withdrawals_msat"],
             warnings=tuple(body["warnings"]),
+            held_htlcs_msat=body.get("held_htlcs_msat", 0),  # reports stored before Pay
         )
 
 
@@ -211,16 +217,18 @@ class Solvency:
     async def reconcile(self, *, actor: str = "reconciliation") -> Reconciliation:
         """One full check; NodeError when the node cannot say what it holds (then nothing is
         stored)."""
+        asked_at_ms = self._clock.now_ms()  # before the node answers: see credited_unsettled
         balances = await self._node.balances()
-        report = await self._uow.write(lambda tx: self._check(tx, balances, actor))
+        report = await self._uow.write(lambda tx: self._check(tx, balances, actor, asked_at_ms))
         for warning in report.warnings:
             log.warning("liquidity: %s", warning)
         return report
 
-    def _check(self, tx: Tx, balances: Balances, actor: str) -> Reconciliation:
+    def _check(self, tx: Tx, balances: Balances, actor: str, asked_at_ms: int) -> Reconciliation:
         ledger = check_ledger(tx)
         bk = books(tx)
-        assets = node_assets_msat(balances) + bk.cold_msat
+        held = orders.credited_unsettled_msat(tx, settled_since_ms=asked_at_ms - CLOCK_SLACK_MS)
+        assets = node_assets_msat(balances) + bk.cold_msat + held
         shortfall = bk.required_msat - assets
         allowed = halt.acknowledged_shortfall_msat(tx) + self._tolerance_msat
         report = ReconciliationReport(
@@ -237,6 +245,7 @@ class Solvency:
             shortfall_allowed_msat=allowed,
             pending_withdrawals_msat=bk.pending_withdrawals_msat,
             warnings=tuple(liquidity_warnings(bk, balances, self._inbound_floor_msat)),
+            held_htlcs_msat=held,
         )
         report_id = system_state.add_report(tx, report.ok, shortfall, report.as_json())
         if not report.ok:

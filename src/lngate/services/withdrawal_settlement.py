@@ -24,6 +24,7 @@ from lngate.lightning import errors as node_errors
 from lngate.lightning.node import Invoice, InvoiceState, Node
 from lngate.services.deposits import credit_settled_op, deposit_json
 from lngate.services.ports import UnitOfWork
+from lngate.services.refund_follow import follow_withdrawal
 from lngate.services.withdrawal_records import WithdrawalView
 from lngate.store import deposits, events, users
 from lngate.store import withdrawals as store
@@ -93,6 +94,7 @@ def _announce(tx: Tx, w_id: str, event_type: str) -> WithdrawalView:
         raise LedgerRefused(f"withdrawal {w_id} vanished inside its own transaction")
     view = WithdrawalView.of(done)
     events.append(tx, done.user_id, event_type, view.as_json())
+    follow_withdrawal(tx, done.id, done.status)  # a refund it pays ends with it
     return view
 
 

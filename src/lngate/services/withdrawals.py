@@ -7,7 +7,7 @@ import logging
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from lngate.domain import withdrawals as rules
 from lngate.domain.errors import (
@@ -19,6 +19,7 @@ from lngate.domain.errors import (
     InternalInvoicePaid,
     InvalidInvoice,
     InvalidRequest,
+    InvariantBroken,
     LedgerRefused,
     NodeError,
     NotFound,
@@ -39,7 +40,7 @@ from lngate.services.lnurl import LightningAddresses
 from lngate.services.ports import Clock, LnurlResolver, UnitOfWork, Wakeup
 from lngate.services.withdrawal_records import WithdrawalPage, WithdrawalView
 from lngate.services.withdrawal_settlement import InternalSettlement, withdrawal_json
-from lngate.store import deposits, events, users
+from lngate.store import deposits, events, orders, users
 from lngate.store import withdrawals as store
 from lngate.store.db import IntegrityError, Tx
 from lngate.store.deposits import DepositStatus
@@ -63,6 +64,21 @@ class Destination:
     minted_here: bool = False  # an invoice we just minted for one of our users' addresses
 
 
+class OrderPayer(Protocol):
+    """Pay's side of a withdrawal to one of our orders' invoices (``services.orders.Orders``):
+    it is paid from the balance like ``POST /v1/orders/{id}/pay``, not held and sent."""
+
+    def is_order_invoice(self, tx: Tx, payment_hash_hex: str) -> bool: ...
+
+    def pay_by_withdrawal(self, tx: Tx, w: Withdrawal) -> dict[str, Any]: ...
+
+    async def finish_invoice(self, payment_hash_hex: str) -> None: ...
+
+
+# Runs inside the hold's transaction, after the hold: a refund reserves its order's amount here.
+HoldHook = Callable[[Tx, Withdrawal], None]
+
+
 class WithdrawalRequests:
     """A user's withdrawals: asked for (checked, limited, held, and reviewed when large), read
     back one by one or a page at a time. One to another user's invoice of our own node is
@@ -82,8 +98,10 @@ class WithdrawalRequests:
         addresses: LightningAddresses,
         public_host: str,
         internal: InternalSettlement | None = None,
+        orders: OrderPayer | None = None,
     ) -> None:
         self._uow = uow
+        self._orders = orders
         self._node = node
         self._policy = policy
         self._system_accounts = system_accounts
@@ -108,9 +126,11 @@ class WithdrawalRequests:
         lightning_address: str | None,
         amount_msat: int | None,
         idempotency: tuple[str, str],
+        in_hold: HoldHook | None = None,
     ) -> WithdrawalView:
         """Check, hold and record a withdrawal (``review`` or ``approved``), at most once per
-        Idempotency-Key: a repeat answers the first withdrawal as it is now."""
+        Idempotency-Key: a repeat answers the first withdrawal as it is now. ``in_hold`` runs
+        in the hold's transaction (a refund's reservation): its refusal refuses the whole."""
         key, req_hash = idempotency
         previous = await self._uow.read(lambda tx: replayed(tx, user_id, key, req_hash))
         if previous is not None:
@@ -121,10 +141,12 @@ class WithdrawalRequests:
             amount_msat = None  # the resolved invoice states it
         try:
             w = await self._validate(user_id, destination, amount_msat)
+            if w.internal and in_hold is None and await self._is_order(w):
+                return await self._pay_order(w, key, req_hash)
             if w.internal:
                 await self._require_open_on_node(w)  # node down: 503, and nothing was created
             body = await self._uow.write(
-                lambda tx: run_once(tx, user_id, key, req_hash, lambda t: self._hold(t, w))
+                lambda tx: run_once(tx, user_id, key, req_hash, lambda t: self._hold(t, w, in_hold))
             )
         except BaseException:
             if destination.minted_here:
@@ -139,6 +161,33 @@ class WithdrawalRequests:
         if w.internal and created.status is WithdrawalStatus.APPROVED:
             created = await self._settle_now(w.id, user_id)
         return created
+
+    async def _is_order(self, w: Withdrawal) -> bool:
+        orders = self._orders
+        if orders is None:
+            return False
+        return await self._uow.read(lambda tx: orders.is_order_invoice(tx, w.payment_hash))
+
+    async def _pay_order(self, w: Withdrawal, key: str, req_hash: str) -> WithdrawalView:
+        """A withdrawal to one of our orders' invoices: the order is paid from the balance in
+        one transaction and the withdrawal recorded as its succeeded receipt."""
+        orders = self._orders
+        if orders is None:
+            raise InvariantBroken("no orders to pay")
+        body = await self._uow.write(
+            lambda tx: run_once(tx, w.user_id, key, req_hash, lambda t: self._order_op(t, w))
+        )
+        paid = WithdrawalView.from_json(body)
+        if paid.id == w.id:  # not a replay: the order's invoice is to be cancelled now
+            await orders.finish_invoice(w.payment_hash)
+        return await self.get(w.user_id, paid.id)
+
+    def _order_op(self, tx: Tx, w: Withdrawal) -> dict[str, Any]:
+        if self._orders is None:
+            raise InvariantBroken("no orders to pay")
+        if store.active_with_hash(tx, w.payment_hash) is not None:
+            raise DuplicatePaymentHash("this invoice is already paid or being paid")
+        return self._orders.pay_by_withdrawal(tx, w)
 
     async def get(self, user_id: str, withdrawal_id: str) -> WithdrawalView:
         """One of the user's withdrawals (NotFound for anyone else's)."""
@@ -260,7 +309,7 @@ class WithdrawalRequests:
             finished_at_ms=None,
         )
 
-    def _hold(self, tx: Tx, w: Withdrawal) -> dict[str, Any]:
+    def _hold(self, tx: Tx, w: Withdrawal, in_hold: HoldHook | None = None) -> dict[str, Any]:
         """Checks that need the database, then the record and the hold, atomically. Internal
         withdrawals follow the same rules (limits, review) and reserve the deposit they pay."""
         user = users.user_by_id(tx, w.user_id)
@@ -278,7 +327,9 @@ class WithdrawalRequests:
         now = w.created_at_ms
         rules.check_limits(
             w.amount_msat,
-            store.sum_since(tx, now - DAY_MS, user_id=w.user_id),
+            # Orders paid from the balance count too: the limit is on what leaves the account.
+            store.sum_since(tx, now - DAY_MS, user_id=w.user_id)
+            + orders.balance_paid_since(tx, w.user_id, now - DAY_MS),
             0 if w.internal else store.sum_since(tx, now - HOUR_MS),  # it never leaves the node
             self._policy,
         )
@@ -297,6 +348,8 @@ class WithdrawalRequests:
             self._place_hold(
                 tx, w.fee_hold_id, user.account_id, self._system("fee_revenue"), w.exchange_fee_msat
             )
+        if in_hold is not None:
+            in_hold(tx, w)
         stored = store.by_id(tx, w.id)
         if stored is None:
             raise LedgerRefused(f"withdrawal {w.id} vanished inside its own transaction")

@@ -155,6 +155,13 @@ _MESSAGE_RULES: tuple[tuple[tuple[str, ...], type[NodeError]], ...] = (
             "is not valid for this network",
             "decoded address is of unknown format",
             "unknown address type",
+            # invoicesrpc: a hold invoice's hash taken, settling what holds nothing, and
+            # AddHoldInvoice's own checks.
+            "invoice with payment hash already exists",
+            "invoice still open",
+            "invoice already canceled",
+            "memo too large",
+            "cltv delta",
         ),
         InvalidNodeRequest,
     ),

@@ -220,12 +220,26 @@ def map_invoice(obj: Json) -> Invoice:
         expiry_s=as_int(obj, "expiry"),
         add_index=as_int(obj, "add_index"),
         settle_index=as_int(obj, "settle_index") if settled else 0,
-        amount_paid_msat=as_int(obj, "amt_paid_msat"),
+        amount_paid_msat=_amount_paid_msat(obj, state),
         settled_at=as_int(obj, "settle_date") if settled else None,
         preimage=_checked_preimage(raw_preimage, payment_hash) if raw_preimage else None,
         memo=_optional(as_str(obj, "memo")),
         description_hash=description_hash or None,
     )
+
+
+def _amount_paid_msat(obj: Json, state: InvoiceState) -> int:
+    """What the invoice's HTLCs bring: LND keeps ``amt_paid_msat`` for settled invoices, so for
+    an ACCEPTED hold invoice it is the sum of the HTLCs it holds."""
+    paid_msat = as_int(obj, "amt_paid_msat")
+    if state is not InvoiceState.ACCEPTED:
+        return paid_msat
+    held_msat = sum(
+        as_int(htlc, "amt_msat")
+        for htlc in as_list(obj, "htlcs")
+        if as_str(htlc, "state") == "ACCEPTED"
+    )
+    return max(paid_msat, held_msat)
 
 
 def network_from_bolt11(bolt11: str) -> Network:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from lngate.lightning.errors import (
+    AlreadyPaid,
     InsufficientBalance,
     InvalidInvoice,
     InvalidNodeRequest,
@@ -41,12 +42,16 @@ from lngate.lightning.lnd._subscribe import InvoiceSubscription, ReconnectPolicy
 from lngate.lightning.lnd.signer import MAX_AGE_S as SIGNER_MAX_AGE_S
 from lngate.lightning.lnd.signer import SignerProbe
 from lngate.lightning.node import (
+    HOLD_INVOICE_CLTV,
+    MAX_HOLD_INVOICE_CLTV,
+    MIN_HOLD_INVOICE_CLTV,
     Balances,
     Channel,
     ClosedChannel,
     DecodedInvoice,
     FailureReason,
     Invoice,
+    InvoiceState,
     Node,
     NodeInfo,
     OnchainTx,
@@ -171,11 +176,87 @@ class LndNode:
     async def _lookup(self, payment_hash: bytes) -> Invoice:
         return map_invoice(await self._client.get(f"/v1/invoice/{payment_hash.hex()}"))
 
+    async def create_hold_invoice(
+        self,
+        payment_hash: bytes,
+        amount_msat: int,
+        *,
+        memo: str | None = None,
+        expiry_s: int,
+        cltv_expiry: int = HOLD_INVOICE_CLTV,
+    ) -> Invoice:
+        """``POST /v2/invoices/hodl`` (invoicesrpc.AddHoldInvoice), then the stored invoice."""
+        _check_hash(payment_hash)
+        if amount_msat <= 0:
+            raise InvalidNodeRequest("amount_msat must be positive")
+        if expiry_s <= 0:
+            raise InvalidNodeRequest("expiry_s must be positive")
+        if not MIN_HOLD_INVOICE_CLTV <= cltv_expiry <= MAX_HOLD_INVOICE_CLTV:
+            raise InvalidNodeRequest(
+                f"cltv_expiry must be {MIN_HOLD_INVOICE_CLTV}..{MAX_HOLD_INVOICE_CLTV} blocks"
+            )
+        await self._require_signer()
+        body: dict[str, str] = {
+            "hash": b64(payment_hash),
+            "value_msat": str(amount_msat),
+            "expiry": str(expiry_s),
+            "cltv_expiry": str(cltv_expiry),
+        }
+        if memo:
+            body["memo"] = memo
+        async with node_errors():
+            await self._client.post("/v2/invoices/hodl", body)
+            return await self._lookup(payment_hash)
+
+    async def settle_invoice(self, preimage: bytes) -> None:
+        """``POST /v2/invoices/settle``. LND answers "invoice already settled" to a second
+        settle: the port makes that the no-op crash recovery needs."""
+        if len(preimage) != _HASH_BYTES:
+            raise ValueError("preimage must be 32 bytes")
+        try:
+            async with node_errors():
+                await self._client.post("/v2/invoices/settle", {"preimage": b64(preimage)})
+        except AlreadyPaid:
+            return
+
     async def cancel_invoice(self, payment_hash: bytes) -> None:
-        """Idempotent in LND; a settled invoice cannot be canceled (``AlreadyPaid``)."""
+        """Idempotent in LND; a settled invoice cannot be canceled (``InvalidNodeRequest``)."""
+        _check_hash(payment_hash)
+        try:
+            async with node_errors():
+                await self._client.post("/v2/invoices/cancel", {"payment_hash": b64(payment_hash)})
+        except AlreadyPaid as exc:
+            raise InvalidNodeRequest(str(exc)) from exc
+
+    async def subscribe_invoice(self, payment_hash: bytes) -> AsyncGenerator[Invoice, None]:
+        """``GET /v2/invoices/subscribe/{hash}`` (invoicesrpc.SubscribeSingleInvoice). LND
+        waits silently on a hash it does not know (an invoice may come later), so the invoice
+        is looked up first: an unknown hash raises ``InvoiceNotFound`` as the port says. An idle
+        connection past the read bound is replaced; the state repeated on reconnect is
+        skipped."""
         _check_hash(payment_hash)
         async with node_errors():
-            await self._client.post("/v2/invoices/cancel", {"payment_hash": b64(payment_hash)})
+            last = await self._lookup(payment_hash)
+        yield last
+        path = f"/v2/invoices/subscribe/{b64url(payment_hash)}"
+        while last.state not in (InvoiceState.SETTLED, InvoiceState.CANCELED):
+            try:
+                async with node_errors(), aclosing(self._client.stream("GET", path)) as updates:
+                    async for update in updates:
+                        invoice = map_invoice(update)
+                        if invoice.payment_hash != payment_hash:
+                            raise NodeBadResponse("LND streamed an invoice of another hash")
+                        if invoice == last:
+                            continue
+                        last = invoice
+                        yield invoice
+                        if invoice.state in (InvoiceState.SETTLED, InvoiceState.CANCELED):
+                            return
+            except NodeTimeout as exc:
+                if not isinstance(exc.__cause__, httpx.ReadTimeout):
+                    raise
+                continue  # idle past the read bound: a fresh connection
+            raise NodeUnreachable("LND closed the invoice's stream")
 
     async def subscribe_invoices(
         self, after_settle_index: int = 0

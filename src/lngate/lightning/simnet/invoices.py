@@ -9,7 +9,13 @@ from typing import Any
 
 from lngate.lightning.bolt11 import encode_bolt11
 from lngate.lightning.errors import InvalidNodeRequest, InvoiceNotFound, NodeBadResponse
-from lngate.lightning.node import Invoice, InvoiceState, Network
+from lngate.lightning.node import (
+    MAX_HOLD_INVOICE_CLTV,
+    MIN_HOLD_INVOICE_CLTV,
+    Invoice,
+    InvoiceState,
+    Network,
+)
 
 MAX_EXPIRY_S = 365 * 24 * 3600
 MAX_MEMO_CHARS = 639  # LND's limit on a description
@@ -48,7 +54,8 @@ def row_to_invoice(row: tuple[Any, ...]) -> Invoice:
         settle_index=settle_index,
         amount_paid_msat=amount_paid_msat,
         settled_at=settled_at,
-        preimage=checked_preimage(bytes(preimage), bytes(payment_hash)),
+        # A hold invoice's preimage is unknown until it is settled.
+        preimage=None if preimage is None else checked_preimage(bytes(preimage), payment_hash),
         memo=memo,
         description_hash=None if description_hash is None else bytes(description_hash),
     )
@@ -61,6 +68,15 @@ def checked_preimage(preimage: bytes, payment_hash: bytes) -> bytes:
     return preimage
 
 
+def _check_terms(amount_msat: int | None, memo: str | None, expiry_s: int) -> None:
+    if amount_msat is not None and amount_msat <= 0:
+        raise InvalidNodeRequest("amount_msat must be positive (or None for amountless)")
+    if not 0 < expiry_s <= MAX_EXPIRY_S:
+        raise InvalidNodeRequest("expiry_s out of range")
+    if memo is not None and len(memo) > MAX_MEMO_CHARS:
+        raise InvalidNodeRequest("memo too long")
+
+
 def create_invoice(
     conn: sqlite3.Connection,
     node: str,
@@ -71,20 +87,78 @@ def create_invoice(
     expiry_s: int,
     created_at: int,
 ) -> Invoice:
-    if amount_msat is not None and amount_msat <= 0:
-        raise InvalidNodeRequest("amount_msat must be positive (or None for amountless)")
-    if not 0 < expiry_s <= MAX_EXPIRY_S:
-        raise InvalidNodeRequest("expiry_s out of range")
-    if memo is not None and len(memo) > MAX_MEMO_CHARS:
-        raise InvalidNodeRequest("memo too long")
+    _check_terms(amount_msat, memo, expiry_s)
     if description_hash is not None and len(description_hash) != 32:
         raise InvalidNodeRequest("description_hash must be 32 bytes")
     if memo is not None and description_hash is not None:
         raise InvalidNodeRequest("memo and description_hash are exclusive")
+    preimage = os.urandom(32)
+    return _insert(
+        conn,
+        node,
+        hashlib.sha256(preimage).digest(),
+        preimage,
+        amount_msat,
+        memo=memo,
+        description_hash=description_hash,
+        expiry_s=expiry_s,
+        created_at=created_at,
+        min_final_cltv_expiry=MIN_FINAL_CLTV_EXPIRY,
+    )
+
+
+def create_hold_invoice(
+    conn: sqlite3.Connection,
+    node: str,
+    payment_hash: bytes,
+    amount_msat: int,
+    *,
+    memo: str | None,
+    expiry_s: int,
+    cltv_expiry: int,
+    created_at: int,
+) -> Invoice:
+    """An invoice for a hash whose preimage this node does not know (stored NULL until the
+    payee settles with it)."""
+    if len(payment_hash) != 32:
+        raise ValueError("payment_hash must be 32 bytes")
+    if amount_msat <= 0:
+        raise InvalidNodeRequest("a hold invoice needs a positive amount_msat")
+    _check_terms(amount_msat, memo, expiry_s)
+    if not MIN_HOLD_INVOICE_CLTV <= cltv_expiry <= MAX_HOLD_INVOICE_CLTV:
+        raise InvalidNodeRequest("cltv_expiry out of range")
+    return _insert(
+        conn,
+        node,
+        payment_hash,
+        None,
+        amount_msat,
+        memo=memo,
+        description_hash=None,
+        expiry_s=expiry_s,
+        created_at=created_at,
+        min_final_cltv_expiry=cltv_expiry,
+    )
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    node: str,
+    payment_hash: bytes,
+    preimage: bytes | None,
+    amount_msat: int | None,
+    *,
+    memo: str | None,
+    description_hash: bytes | None,
+    expiry_s: int,
+    created_at: int,
+    min_final_cltv_expiry: int,
+) -> Invoice:
     secret = conn.execute("SELECT secret FROM nodes WHERE name = ?", (node,)).fetchone()
     assert secret is not None, node
-    preimage = os.urandom(32)
-    payment_hash = hashlib.sha256(preimage).digest()
+    exists = conn.execute("SELECT 1 FROM invoices WHERE payment_hash = ?", (payment_hash,))
+    if exists.fetchone() is not None:  # the key is the hash alone, as in LND's invoice index
+        raise InvalidNodeRequest("an invoice with this payment hash already exists")
     payment_secret = os.urandom(32)
     bolt11 = encode_bolt11(
         private_key=bytes(secret[0]),
@@ -96,14 +170,14 @@ def create_invoice(
         expiry_s=expiry_s,
         description=memo,
         description_hash=description_hash,
-        min_final_cltv_expiry=MIN_FINAL_CLTV_EXPIRY,
+        min_final_cltv_expiry=min_final_cltv_expiry,
     )
     conn.execute("UPDATE nodes SET add_index = add_index + 1 WHERE name = ?", (node,))
     add_index = conn.execute("SELECT add_index FROM nodes WHERE name = ?", (node,)).fetchone()[0]
     conn.execute(
         "INSERT INTO invoices (payment_hash, node, bolt11, preimage, payment_secret, amount_msat,"
-        " state, created_at, expiry_s, add_index, memo, description_hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " state, created_at, expiry_s, add_index, memo, description_hash, is_hold)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             payment_hash,
             node,
@@ -117,6 +191,7 @@ def create_invoice(
             add_index,
             memo,
             description_hash,
+            int(preimage is None),
         ),
     )
     return lookup_invoice(conn, node, payment_hash)
@@ -132,16 +207,33 @@ def lookup_invoice(conn: sqlite3.Connection, node: str, payment_hash: bytes) -> 
     return row_to_invoice(row)
 
 
+def is_hold(conn: sqlite3.Connection, payment_hash: bytes) -> bool:
+    row = conn.execute("SELECT is_hold FROM invoices WHERE payment_hash = ?", (payment_hash,))
+    found = row.fetchone()
+    return found is not None and bool(found[0])
+
+
 def record_event(conn: sqlite3.Connection, node: str, payment_hash: bytes) -> None:
     conn.execute(
         "INSERT INTO invoice_events (node, payment_hash) VALUES (?, ?)", (node, payment_hash)
     )
 
 
-def set_state(conn: sqlite3.Connection, payment_hash: bytes, state: InvoiceState) -> None:
-    """OPEN <-> ACCEPTED (an HTLC is held or released); CANCELED logs an event."""
+def accept(conn: sqlite3.Connection, payment_hash: bytes, amount_msat: int) -> None:
+    """OPEN -> ACCEPTED: the payee holds an HTLC of ``amount_msat``."""
     conn.execute(
-        "UPDATE invoices SET state = ? WHERE payment_hash = ?", (state.value, payment_hash)
+        "UPDATE invoices SET state = ?, amount_paid_msat = ? WHERE payment_hash = ?",
+        (InvoiceState.ACCEPTED.value, amount_msat, payment_hash),
+    )
+
+
+def set_state(conn: sqlite3.Connection, payment_hash: bytes, state: InvoiceState) -> None:
+    """ACCEPTED -> OPEN (the held HTLC was failed back) or -> CANCELED (logs an event); either
+    way nothing is held any more."""
+    assert state in (InvoiceState.OPEN, InvoiceState.CANCELED), state
+    conn.execute(
+        "UPDATE invoices SET state = ?, amount_paid_msat = 0 WHERE payment_hash = ?",
+        (state.value, payment_hash),
     )
     if state is InvoiceState.CANCELED:
         node = conn.execute("SELECT node FROM invoices WHERE payment_hash = ?", (payment_hash,))

@@ -6,6 +6,7 @@ Synchronous and process-safe (SQLite); ``SimnetNode`` wraps one of its nodes in 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from pathlib import Path
 from lngate.lightning import errors
 from lngate.lightning.bolt11 import decode_bolt11
 from lngate.lightning.node import (
+    HOLD_INVOICE_CLTV,
     Balances,
     Channel,
     ClosedChannel,
@@ -167,11 +169,56 @@ class SimnetNetwork:
                 created_at=self.now_ms() // 1000 if created_at is None else created_at,
             )
 
+    def create_hold_invoice(
+        self,
+        node: str,
+        payment_hash: bytes,
+        amount_msat: int,
+        *,
+        memo: str | None = None,
+        expiry_s: int,
+        cltv_expiry: int = HOLD_INVOICE_CLTV,
+        created_at: int | None = None,
+    ) -> Invoice:
+        """A hold invoice of ``node`` for ``payment_hash`` (see ``Node.create_hold_invoice``);
+        ``created_at`` as for ``create_invoice``."""
+        with self._write(node) as conn:
+            return invoices.create_hold_invoice(
+                conn,
+                node,
+                payment_hash,
+                amount_msat,
+                memo=memo,
+                expiry_s=expiry_s,
+                cltv_expiry=cltv_expiry,
+                created_at=self.now_ms() // 1000 if created_at is None else created_at,
+            )
+
+    def settle_invoice(self, node: str, preimage: bytes) -> None:
+        """Settle ``node``'s ACCEPTED hold invoice of ``sha256(preimage)`` (see
+        ``Node.settle_invoice``: a SETTLED one is a no-op)."""
+        if len(preimage) != 32:
+            raise ValueError("preimage must be 32 bytes")
+        payment_hash = hashlib.sha256(preimage).digest()
+        with self._write(node) as conn:
+            invoice = invoices.lookup_invoice(conn, node, payment_hash)
+            if invoice.state is InvoiceState.SETTLED:
+                return
+            if not invoices.is_hold(conn, payment_hash):
+                raise errors.InvalidNodeRequest("not a hold invoice")
+            if invoice.state is InvoiceState.OPEN:
+                raise errors.InvalidNodeRequest("invoice still open: no HTLC is held")
+            if invoice.state is InvoiceState.CANCELED:
+                raise errors.InvalidNodeRequest("invoice already canceled")
+            payments.settle_held(conn, payment_hash, preimage, self.now_ms())
+
     def lookup_invoice(self, node: str, payment_hash: bytes) -> Invoice:
         with self._read(node) as conn:
             return invoices.lookup_invoice(conn, node, payment_hash)
 
     def cancel_invoice(self, node: str, payment_hash: bytes) -> None:
+        """Cancel an OPEN or ACCEPTED invoice (held HTLCs are failed back); a CANCELED one is
+        a no-op, a SETTLED one raises ``InvalidNodeRequest``."""
         with self._write(node) as conn:
             invoice = invoices.lookup_invoice(conn, node, payment_hash)
             if invoice.state is InvoiceState.SETTLED:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from lngate.lightning.bolt11 import decode_bolt11
 from lngate.lightning.node import (
+    HOLD_INVOICE_CLTV,
     Balances,
     Channel,
     ClosedChannel,
@@ -68,6 +69,29 @@ class SimnetNode:
             expiry_s=expiry_s,
         )
 
+    async def create_hold_invoice(
+        self,
+        payment_hash: bytes,
+        amount_msat: int,
+        *,
+        memo: str | None = None,
+        expiry_s: int,
+        cltv_expiry: int = HOLD_INVOICE_CLTV,
+    ) -> Invoice:
+        await self._enter()
+        return self.network.create_hold_invoice(
+            self.name,
+            payment_hash,
+            amount_msat,
+            memo=memo,
+            expiry_s=expiry_s,
+            cltv_expiry=cltv_expiry,
+        )
+
+    async def settle_invoice(self, preimage: bytes) -> None:
+        await self._enter()
+        self.network.settle_invoice(self.name, preimage)
+
     async def lookup_invoice(self, payment_hash: bytes) -> Invoice:
         await self._enter()
         return self.network.lookup_invoice(self.name, payment_hash)
@@ -103,6 +127,20 @@ class SimnetNode:
             if not updates:
                 await self.network.wait_for_change(POLL_INTERVAL_S)
                 self.network.check_online(self.name)
+
+    async def subscribe_invoice(self, payment_hash: bytes) -> AsyncIterator[Invoice]:
+        """Polls the invoice (other processes write it too) every ``POLL_INTERVAL_S``, woken at
+        once by this process's own writes; yields it whenever it differs from the last one."""
+        await self._enter()
+        last: Invoice | None = None
+        while True:  # ends at a final state; a lookup raises once the node goes offline
+            invoice = self.network.lookup_invoice(self.name, payment_hash)
+            if invoice != last:
+                last = invoice
+                yield invoice
+            if invoice.state in (InvoiceState.SETTLED, InvoiceState.CANCELED):
+                return
+            await self.network.wait_for_change(POLL_INTERVAL_S)
 
     async def decode(self, bolt11: str) -> DecodedInvoice:
         await self._enter()

@@ -26,6 +26,9 @@ from lngate.lightning.simnet.faults import Fault, FaultKind, active_faults
 from lngate.lightning.simnet.routing import Edge, Hop, Route, find_route
 
 MAX_RESOLVE_BATCH = 1000
+# resolve_at_ms of a payment held by a hold invoice: it resolves when the payee settles or
+# cancels, never by itself.
+UNTIL_PAYEE_DECIDES_MS = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,13 +98,14 @@ def _record(
     planned_success: bool,
     planned_failure: FailureReason,
     now_ms: int,
+    accepted: bool = False,
 ) -> None:
     hops = [] if route is None else [list(_hop_tuple(hop)) for hop in route.hops]
     failure = planned_failure.value if status is PaymentStatus.FAILED else None
     conn.execute(
         "INSERT OR REPLACE INTO payments (sender, payment_hash, status, amount_msat, fee_msat,"
         " route, resolve_at_ms, planned_success, planned_failure, preimage, failure_reason,"
-        " created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+        " created_at_ms, accepted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
         (
             sender,
             payment_hash,
@@ -114,6 +118,7 @@ def _record(
             planned_failure.value,
             failure,
             now_ms,
+            int(accepted),
         ),
     )
 
@@ -218,10 +223,16 @@ def start_payment(
         )
     stuck = next((f for f in applying if f.kind is FaultKind.STUCK), None)
     accepts = _payee_accepts(conn, payee_name, decoded, amount_msat)
+    held = accepts and invoices.is_hold(conn, payment_hash)
     _lock_htlcs(conn, route)
     if accepts:
-        invoices.set_state(conn, payment_hash, InvoiceState.ACCEPTED)
+        invoices.accept(conn, payment_hash, route.amount_msat)
     hold_ms = 0 if stuck is None or not accepts else stuck.hold_ms  # a refusal is quick
+    resolve_at_ms = now_ms + hold_ms
+    if held and (stuck is None or stuck.succeed):
+        # Held by the payee until it settles or cancels; a STUCK fault that would fail the
+        # payment still fails it (back to the payer, the invoice OPEN again) after hold_ms.
+        resolve_at_ms = UNTIL_PAYEE_DECIDES_MS
     _record(
         conn,
         sender,
@@ -229,14 +240,15 @@ def start_payment(
         route,
         amount_msat,
         status=PaymentStatus.IN_FLIGHT,
-        resolve_at_ms=now_ms + hold_ms,
+        resolve_at_ms=resolve_at_ms,
         planned_success=accepts and (stuck is None or stuck.succeed),
         planned_failure=(
             FailureReason.NO_ROUTE if accepts else FailureReason.INCORRECT_PAYMENT_DETAILS
         ),
         now_ms=now_ms,
+        accepted=accepts,
     )
-    if hold_ms == 0:
+    if resolve_at_ms <= now_ms:
         resolve(conn, sender, payment_hash, now_ms)
     return PayOutcome(get_payment(conn, sender, payment_hash))
 
@@ -244,7 +256,8 @@ def start_payment(
 def _payee_accepts(
     conn: sqlite3.Connection, payee: str, decoded: DecodedInvoice, amount_msat: int
 ) -> bool:
-    """Whether the payee's node would accept (hold) the HTLC for this invoice."""
+    """Whether the payee's node would accept (hold) the HTLC for this invoice: only an OPEN
+    one, so a second payment to an ACCEPTED, SETTLED or CANCELED invoice is refused."""
     row = conn.execute(
         "SELECT state, amount_msat, payment_secret FROM invoices"
         " WHERE node = ? AND payment_hash = ?",
@@ -290,17 +303,25 @@ def _lock_htlcs(conn: sqlite3.Connection, route: Route) -> None:
 def resolve(conn: sqlite3.Connection, sender: str, payment_hash: bytes, now_ms: int) -> None:
     """Apply an in-flight payment's planned outcome now."""
     row = conn.execute(
-        "SELECT status, route, planned_success, planned_failure, amount_msat FROM payments"
-        " WHERE sender = ? AND payment_hash = ?",
+        "SELECT status, route, planned_success, planned_failure, amount_msat, accepted"
+        " FROM payments WHERE sender = ? AND payment_hash = ?",
         (sender, payment_hash),
     ).fetchone()
     if row is None or row[0] != PaymentStatus.IN_FLIGHT.value:  # else HTLCs would move twice
         raise InvariantBroken(f"payment {payment_hash.hex()} of {sender} is not in flight")
     hops = [tuple(hop) for hop in json.loads(row[1])]
+    accepted = bool(row[5])
     invoice = conn.execute(
         "SELECT state, preimage FROM invoices WHERE payment_hash = ?", (payment_hash,)
     ).fetchone()
-    success = bool(row[2]) and invoice is not None and invoice[0] == InvoiceState.ACCEPTED.value
+    success = (
+        bool(row[2])
+        and accepted
+        and invoice is not None
+        and invoice[0] == InvoiceState.ACCEPTED.value
+    )
+    if success and invoice[1] is None:
+        raise InvariantBroken(f"hold invoice {payment_hash.hex()} settling without a preimage")
     if success:
         for hop in hops:
             _move(conn, hop, "settle")
@@ -312,7 +333,7 @@ def resolve(conn: sqlite3.Connection, sender: str, payment_hash: bytes, now_ms: 
         return
     for hop in reversed(hops):
         _move(conn, hop, "unlock")
-    if invoice is not None and invoice[0] == InvoiceState.ACCEPTED.value:
+    if accepted and invoice is not None and invoice[0] == InvoiceState.ACCEPTED.value:
         invoices.set_state(conn, payment_hash, InvoiceState.OPEN)  # the HTLC was failed back
     # planned to fail: its planned reason; planned to succeed but the invoice was canceled
     # meanwhile: the payee failed the HTLC.
@@ -344,7 +365,10 @@ def any_due(conn: sqlite3.Connection, now_ms: int) -> bool:
 
 
 def release(conn: sqlite3.Connection, payment_hash: bytes, *, succeed: bool, now_ms: int) -> int:
-    """Resolve the in-flight payments of a hash now, with the given outcome (test control)."""
+    """Resolve the in-flight payments of a hash now, with the given outcome (test control).
+    A hold invoice's payment succeeds only by ``settle_held`` (the payee has the preimage)."""
+    if succeed and invoices.is_hold(conn, payment_hash):
+        raise errors.InvalidNodeRequest("a hold invoice is settled by its payee's preimage")
     rows = conn.execute(
         "SELECT sender FROM payments WHERE payment_hash = ? AND status = ?",
         (payment_hash, PaymentStatus.IN_FLIGHT.value),
@@ -367,3 +391,26 @@ def fail_for_canceled_invoice(conn: sqlite3.Connection, payment_hash: bytes, now
     ).fetchall()
     for (sender,) in rows:
         resolve(conn, str(sender), payment_hash, now_ms)
+
+
+def settle_held(
+    conn: sqlite3.Connection, payment_hash: bytes, preimage: bytes, now_ms: int
+) -> None:
+    """The payee settles its ACCEPTED hold invoice: the preimage is stored and the held
+    payment resolves now, successfully (a STUCK fault planned to fail it has not yet)."""
+    rows = conn.execute(
+        "SELECT sender FROM payments WHERE payment_hash = ? AND status = ? AND accepted = 1",
+        (payment_hash, PaymentStatus.IN_FLIGHT.value),
+    ).fetchall()
+    if len(rows) != 1:
+        raise InvariantBroken(f"accepted invoice {payment_hash.hex()} holds {len(rows)} payments")
+    conn.execute(
+        "UPDATE invoices SET preimage = ? WHERE payment_hash = ?",
+        (invoices.checked_preimage(preimage, payment_hash), payment_hash),
+    )
+    (sender,) = rows[0]
+    conn.execute(
+        "UPDATE payments SET planned_success = 1 WHERE sender = ? AND payment_hash = ?",
+        (sender, payment_hash),
+    )
+    resolve(conn, str(sender), payment_hash, now_ms)

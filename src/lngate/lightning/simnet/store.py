@@ -61,7 +61,7 @@ _SCHEMA = (
         payment_hash BLOB PRIMARY KEY,
         node TEXT NOT NULL REFERENCES nodes(name),
         bolt11 TEXT NOT NULL,
-        preimage BLOB NOT NULL,
+        preimage BLOB,
         payment_secret BLOB NOT NULL,
         amount_msat INTEGER,
         state TEXT NOT NULL,
@@ -72,7 +72,9 @@ _SCHEMA = (
         amount_paid_msat INTEGER NOT NULL DEFAULT 0,
         settled_at INTEGER,
         memo TEXT,
-        description_hash BLOB)""",
+        description_hash BLOB,
+        is_hold INTEGER NOT NULL DEFAULT 0,
+        CHECK (is_hold = 1 OR preimage IS NOT NULL))""",
     """CREATE INDEX IF NOT EXISTS invoices_settle ON invoices (node, settle_index)""",
     """CREATE TABLE IF NOT EXISTS invoice_events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -91,6 +93,7 @@ _SCHEMA = (
         preimage BLOB,
         failure_reason TEXT,
         created_at_ms INTEGER NOT NULL,
+        accepted INTEGER NOT NULL DEFAULT 0,
         PRIMARY KEY (sender, payment_hash))""",
     """CREATE INDEX IF NOT EXISTS payments_due ON payments (status, resolve_at_ms)""",
     """CREATE TABLE IF NOT EXISTS addresses (
@@ -132,8 +135,10 @@ class Store:
         self._conn.execute("PRAGMA synchronous = NORMAL")
         self._conn.execute("PRAGMA foreign_keys = ON")
         with self.write() as conn:
+            old_invoices = _detach_old_invoices(conn)
             for statement in _SCHEMA:
                 conn.execute(statement)
+            _upgrade(conn, old_invoices)
             conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('block_height', 100)")
 
     @contextmanager
@@ -161,6 +166,38 @@ class Store:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> dict[str, bool]:
+    """The table's columns, each with whether it is NOT NULL."""
+    return {str(row[1]): bool(row[3]) for row in conn.execute(f"PRAGMA table_info({table})")}
+
+
+def _detach_old_invoices(conn: sqlite3.Connection) -> bool:
+    """A state dir from before hold invoices has ``invoices.preimage NOT NULL``, which SQLite
+    cannot alter: that table is renamed aside here, the schema then creates the new one and
+    ``_upgrade`` copies the rows over."""
+    columns = _columns(conn, "invoices")
+    if not columns.get("preimage"):
+        return False
+    conn.execute("ALTER TABLE invoices RENAME TO invoices_before_hold")
+    conn.execute("DROP INDEX IF EXISTS invoices_settle")
+    return True
+
+
+def _upgrade(conn: sqlite3.Connection, old_invoices: bool) -> None:
+    if old_invoices:
+        names = ", ".join(c for c in _columns(conn, "invoices_before_hold") if c != "is_hold")
+        conn.execute(f"INSERT INTO invoices ({names}) SELECT {names} FROM invoices_before_hold")
+        conn.execute("DROP TABLE invoices_before_hold")
+    if "accepted" not in _columns(conn, "payments"):
+        conn.execute("ALTER TABLE payments ADD COLUMN accepted INTEGER NOT NULL DEFAULT 0")
+        # Before the column, a payment the payee accepted was planned to fail (if at all) for
+        # lack of a route; one it refused, for incorrect payment details.
+        conn.execute(
+            "UPDATE payments SET accepted = 1 WHERE status = 'in_flight'"
+            " AND planned_failure != 'incorrect_payment_details'"
+        )
 
 
 def block_height(conn: sqlite3.Connection) -> int:
