@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +41,10 @@ HUB_FEE_PPM = 100
 MAX_PAGE = 1000
 
 
+MARKER_TTL_S = 0.02  # how stale a read of other handles' commits may be
+STATES_CHUNK = 500  # SQLite's bound on a statement's parameters is 32,766 here; stay far below
+
+
 class SimnetNetwork:
     """Nodes, channels, invoices, payments, wallets and faults, persisted in
     ``state_dir/simnet.sqlite3``. The default topology (exchange<->hub<->carol, hub<->dave) is
@@ -51,6 +56,8 @@ class SimnetNetwork:
         self._clock_ms = clock_ms
         self.faults = Faults(self._store)
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._own_writes = 0
+        self._foreign_writes = (0, -MARKER_TTL_S)  # (data_version, when it was read)
         with self._store.write() as conn:
             if conn.execute("SELECT COUNT(*) FROM nodes").fetchone()[0] == 0:
                 _create_default_topology(conn)
@@ -99,7 +106,19 @@ class SimnetNetwork:
         self._notify()
         return count
 
+    def change_marker(self) -> tuple[int, int]:
+        """A value that differs once anything was committed to the network since it was taken:
+        by this handle (counted) or another (SQLite's data_version, read at most every
+        ``MARKER_TTL_S``, so that hundreds of waiting subscriptions cost one query)."""
+        version, read_at = self._foreign_writes
+        now = time.monotonic()
+        if now - read_at >= MARKER_TTL_S:
+            version = self._store.data_version()
+            self._foreign_writes = (version, now)
+        return version, self._own_writes
+
     def _notify(self) -> None:
+        self._own_writes += 1
         for loop, event in list(self._waiters):
             if not loop.is_closed():
                 loop.call_soon_threadsafe(event.set)
@@ -215,6 +234,21 @@ class SimnetNetwork:
     def lookup_invoice(self, node: str, payment_hash: bytes) -> Invoice:
         with self._read(node) as conn:
             return invoices.lookup_invoice(conn, node, payment_hash)
+
+    def invoice_states(self, payment_hashes: list[bytes]) -> dict[bytes, tuple[str, int]]:
+        """(state, amount paid) of each of these invoices that exists: one cheap read for all
+        the invoices a node's subscriptions follow."""
+        found: dict[bytes, tuple[str, int]] = {}
+        with self._store.read() as conn:
+            for start in range(0, len(payment_hashes), STATES_CHUNK):
+                chunk = payment_hashes[start : start + STATES_CHUNK]
+                rows = conn.execute(
+                    "SELECT payment_hash, state, amount_paid_msat FROM invoices"
+                    f" WHERE payment_hash IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                found.update((bytes(h), (str(s), int(a))) for h, s, a in rows)
+        return found
 
     def cancel_invoice(self, node: str, payment_hash: bytes) -> None:
         """Cancel an OPEN or ACCEPTED invoice (held HTLCs are failed back); a CANCELED one is

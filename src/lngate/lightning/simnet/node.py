@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from lngate.lightning.simnet.network import EXCHANGE, SimnetNetwork
 
 POLL_INTERVAL_S = 0.02  # cross-process: how often a subscription or a waiting pay looks again
 REPLAY_PAGE = 100
+SUBSCRIPTION_POLL_S = 0.05  # how often a subscription looks at the shared snapshot
+SUBSCRIPTION_REREAD_S = 2.0
 MAX_TIMEOUT_S = 3600
 
 
@@ -37,6 +40,11 @@ class SimnetNode:
         self.network = network
         self.name = name
         self._owns_network = owns_network
+        self._followed: Counter[bytes] = Counter()  # the invoices subscriptions follow
+        # (change marker, the hashes read, their (state, amount paid)): see subscribe_invoice
+        self._snapshot: (
+            tuple[tuple[int, int], frozenset[bytes], dict[bytes, tuple[str, int]]] | None
+        ) = None
 
     @classmethod
     def open(cls, state_dir: Path, name: str = EXCHANGE) -> SimnetNode:
@@ -129,18 +137,50 @@ class SimnetNode:
                 self.network.check_online(self.name)
 
     async def subscribe_invoice(self, payment_hash: bytes) -> AsyncIterator[Invoice]:
-        """Polls the invoice (other processes write it too) every ``POLL_INTERVAL_S``, woken at
-        once by this process's own writes; yields it whenever it differs from the last one."""
+        """Yields the invoice whenever it differs from the last one yielded, until it is final.
+
+        A server follows hundreds of open orders at once, and one invoice a second may be
+        made: each subscription must cost next to nothing while its invoice does not change.
+        So every ``SUBSCRIPTION_POLL_S`` it looks at one shared snapshot of the (state, amount
+        paid) of every followed invoice, taken again only when something was committed to the
+        network (``change_marker``), and reads its own invoice only when that moved, or every
+        ``SUBSCRIPTION_REREAD_S`` (an expiry is a change nobody writes until a read ticks it)."""
         await self._enter()
-        last: Invoice | None = None
-        while True:  # ends at a final state; a lookup raises once the node goes offline
-            invoice = self.network.lookup_invoice(self.name, payment_hash)
-            if invoice != last:
-                last = invoice
-                yield invoice
-            if invoice.state in (InvoiceState.SETTLED, InvoiceState.CANCELED):
-                return
-            await self.network.wait_for_change(POLL_INTERVAL_S)
+        loop = asyncio.get_running_loop()
+        self._followed[payment_hash] += 1
+        try:
+            last: Invoice | None = None
+            last_key: tuple[str, int] | None = None
+            read_at = 0.0
+            while True:  # ends at a final state; a lookup raises once the node goes offline
+                key = self._followed_state(payment_hash)
+                if (
+                    last is None
+                    or key != last_key
+                    or loop.time() - read_at >= SUBSCRIPTION_REREAD_S
+                ):
+                    read_at = loop.time()
+                    invoice = self.network.lookup_invoice(self.name, payment_hash)
+                    last_key = (invoice.state.value, invoice.amount_paid_msat)
+                    if invoice != last:
+                        last = invoice
+                        yield invoice
+                    if invoice.state in (InvoiceState.SETTLED, InvoiceState.CANCELED):
+                        return
+                await asyncio.sleep(SUBSCRIPTION_POLL_S)
+        finally:
+            self._followed[payment_hash] -= 1
+            if self._followed[payment_hash] <= 0:
+                del self._followed[payment_hash]
+
+    def _followed_state(self, payment_hash: bytes) -> tuple[str, int] | None:
+        marker = self.network.change_marker()
+        snapshot = self._snapshot
+        if snapshot is None or snapshot[0] != marker or payment_hash not in snapshot[1]:
+            followed = list(self._followed)
+            states = self.network.invoice_states(followed)
+            self._snapshot = snapshot = (marker, frozenset(followed), states)
+        return snapshot[2].get(payment_hash)
 
     async def decode(self, bolt11: str) -> DecodedInvoice:
         await self._enter()

@@ -76,6 +76,9 @@ _SCHEMA = (
         is_hold INTEGER NOT NULL DEFAULT 0,
         CHECK (is_hold = 1 OR preimage IS NOT NULL))""",
     """CREATE INDEX IF NOT EXISTS invoices_settle ON invoices (node, settle_index)""",
+    # Every read ticks the expiry of OPEN invoices: without this, a scan of all invoices.
+    """CREATE INDEX IF NOT EXISTS invoices_open_expiry
+       ON invoices (state, created_at + expiry_s)""",
     """CREATE TABLE IF NOT EXISTS invoice_events (
         seq INTEGER PRIMARY KEY AUTOINCREMENT,
         node TEXT NOT NULL,
@@ -162,6 +165,12 @@ class Store:
                 yield self._conn
             finally:
                 self._conn.execute("COMMIT")
+
+    def data_version(self) -> int:
+        """SQLite's ``PRAGMA data_version``: it moves whenever another connection (another
+        handle, another process) commits to the file; this handle's own commits leave it."""
+        with self._lock:
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:
