@@ -229,6 +229,16 @@ def deliveries_of(
     return [_delivery(r) for r in rows]
 
 
+def any_due(tx: Tx, now_ms: int) -> bool:
+    """Whether some delivery is due (leases aside): the cheap read before a claim."""
+    row = tx.one(
+        "SELECT 1 FROM webhook_deliveries WHERE status = 'pending'"
+        " AND next_attempt_at_ms <= :now LIMIT 1",
+        {"now": now_ms},
+    )
+    return row is not None
+
+
 def claim_due(tx: Tx, now_ms: int, lease_ms: int, limit: int) -> list[Delivery]:
     """Take up to ``limit`` due deliveries of enabled endpoints for one attempt each."""
     lock = " FOR UPDATE OF d SKIP LOCKED" if tx.dialect is Dialect.POSTGRES else ""

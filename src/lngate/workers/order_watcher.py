@@ -25,6 +25,7 @@ from lngate.services.ports import Wakeup
 log = logging.getLogger(__name__)
 
 BACKOFF_MAX_S = 30.0
+DISCOVER_MIN_GAP_S = 0.05
 SWEEP_BATCH = 200
 FINAL = (InvoiceState.SETTLED, InvoiceState.CANCELED)
 
@@ -86,6 +87,9 @@ class OrderWatcher:
             except Exception:  # a database outage: keep watching
                 log.exception("order discovery failed")
             await self._wakeup.wait(self._discover_interval_s)
+            await asyncio.sleep(
+                DISCOVER_MIN_GAP_S
+            )  # every commit wakes it: look at most this often
 
     async def _sweep(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
