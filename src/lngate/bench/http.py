@@ -140,10 +140,12 @@ def presign(
     return requests_file
 
 
-def http_result(database: str, concurrency: int, stats: dict[str, float]) -> Result:
+def http_result(
+    database: str, concurrency: int, stats: dict[str, float], name: str = "transfers, HTTP API"
+) -> Result:
     errors = int(stats["status_errors"] + stats["socket_errors"])
     return Result(
-        "transfers, HTTP API",
+        name,
         database,
         concurrency,
         int(stats["requests"]) - errors,

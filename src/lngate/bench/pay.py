@@ -24,7 +24,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from lngate.bench.http import run_wrk, start_server, wait_for_server
+from lngate.bench.http import http_result, run_wrk, start_server, wait_for_server
 from lngate.bench.stats import Result, percentile_ms
 from lngate.bootstrap import Core, accounts_for, open_core, use_cases
 from lngate.client import signed_headers
@@ -107,19 +107,8 @@ def bench_order_creation(
             stats = run_wrk(
                 f"http://127.0.0.1:{port}", requests_file, concurrency, duration_s, "/v1/orders"
             )
-            errors = int(stats["status_errors"] + stats["socket_errors"])
             results.append(
-                Result(
-                    "orders created, HTTP API",
-                    database,
-                    concurrency,
-                    int(stats["requests"]) - errors,
-                    stats["seconds"],
-                    stats["p50_us"] / 1000,
-                    stats["p99_us"] / 1000,
-                    errors,
-                    "wrk, pre-signed",
-                )
+                http_result(database, concurrency, stats, name="orders created, HTTP API")
             )
     finally:
         server.terminate()
