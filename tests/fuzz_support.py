@@ -39,8 +39,9 @@ from lngate.store.db import Tx
 # -- routes --------------------------------------------------------------------------------------
 
 LNURL_PREFIXES = ("/.well-known/lnurlp/", "/lnurlp/")
-# The checkout page and its assets: a person's browser reads their 404s, as HTML (or text).
-PAGE_PREFIXES = ("/pay/", "/assets/")
+# The server-rendered pages (checkout, wallet, console) and their assets: a person's browser
+# reads their refusals, as HTML (or text), with the status the API would give.
+PAGE_PREFIXES = ("/pay/", "/assets/", "/app/", "/console/")
 
 
 @dataclass(frozen=True)
@@ -329,11 +330,11 @@ def error_body_problem(route: Route | None, method: str, out: Outcome) -> Contra
         route is not None
         and route.page
         and method in route.methods
-        and out.status == 404
+        and 400 <= out.status < 500
         and ctype.startswith((b"text/html", b"text/plain"))
     ):
         if out.header(b"x-content-type-options") != b"nosniff":
-            return broken("a page's 404 without nosniff", f"content-type {ctype!r}")
+            return broken("a page's refusal without nosniff", f"content-type {ctype!r}")
         return None
     if out.status >= 400 and not ctype.startswith(b"application/json"):
         return broken("not JSON", f"content-type {ctype!r}, body {out.body[:200]!r}")

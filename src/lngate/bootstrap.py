@@ -36,6 +36,8 @@ from lngate.services.refunds import Refunds
 from lngate.services.solvency import Solvency
 from lngate.services.transfers import Transfers
 from lngate.services.treasury_status import TreasuryStatus
+from lngate.services.wallet import Wallet
+from lngate.services.web_logins import WebLogins
 from lngate.services.webhook_delivery import WebhookDispatch
 from lngate.services.webhooks import WebhookEndpoints
 from lngate.services.withdrawal_review import WithdrawalReview
@@ -201,6 +203,11 @@ def administration_for(core: Core, signer: SignerProbe | None = None) -> Adminis
     )
 
 
+def web_logins_for(core: Core) -> WebLogins:
+    """Passwords, TOTP and sessions alone, for tools that need no node (the CLI)."""
+    return WebLogins(core.uow, core.clock, core.server_key, core.config.web)
+
+
 def withdrawal_review_for(core: Core) -> WithdrawalReview:
     """The review queue and the operators' decisions alone: they need no node (the CLI)."""
     return WithdrawalReview(core.uow, core.withdrawal_work)
@@ -249,6 +256,9 @@ class UseCases:
     api_keys: ApiKeys
     account_events: AccountEvents
     config_audit: ConfigAudit
+    # --- the web wallet and the console's sign-in ---
+    web_logins: WebLogins
+    wallet: Wallet
 
 
 def use_cases(core: Core, node: Node) -> UseCases:
@@ -293,6 +303,9 @@ def use_cases(core: Core, node: Node) -> UseCases:
         internal=internal,
         orders=orders,  # a withdrawal to an order's invoice pays it from the balance
     )
+    accounts = accounts_for(core)
+    transfers = Transfers(uow, max_amount_msat=config.limits.transfer_max_msat, clock=clock)
+    web_logins = web_logins_for(core)
     return UseCases(
         withdrawal_requests=withdrawal_requests,
         withdrawal_review=withdrawal_review_for(core),
@@ -309,8 +322,8 @@ def use_cases(core: Core, node: Node) -> UseCases:
         channels=Channels(uow, node, clock, cold_storage),
         onchain_books=OnchainBooks(uow, node, books, clock),
         treasury_status=TreasuryStatus(uow, node, config.treasury, books),
-        accounts=accounts_for(core),
-        transfers=Transfers(uow, max_amount_msat=config.limits.transfer_max_msat, clock=clock),
+        accounts=accounts,
+        transfers=transfers,
         admin=administration_for(core, signer),  # one probe: its checks are cached
         solvency=Solvency(
             uow,
@@ -323,4 +336,6 @@ def use_cases(core: Core, node: Node) -> UseCases:
         api_keys=ApiKeys(uow, core.server_key),
         account_events=AccountEvents(uow, core.commits),
         config_audit=ConfigAudit(uow, config),
+        web_logins=web_logins,
+        wallet=Wallet(uow, web_logins, accounts, deposits, withdrawal_requests, transfers, orders),
     )

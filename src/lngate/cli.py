@@ -18,7 +18,7 @@ from lngate.cli_support import config_from_env
 from lngate.cli_support import fail as _fail
 from lngate.cli_support import operator as _operator
 from lngate.cli_support import print_json as _print_json
-from lngate.domain.errors import LngateError
+from lngate.domain.errors import InvalidRequest, LngateError
 from lngate.domain.users import Role
 from lngate.lightning.simnet.cli import app as simnet_app
 from lngate.merchant_cli import merchant_app
@@ -46,6 +46,10 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(audit_app, name="audit")
 admin_key_app = typer.Typer(help="Admin API keys.", no_args_is_help=True)
 admin_app.add_typer(admin_key_app, name="key")
+admin_operator_app = typer.Typer(
+    help="Console operators (password and TOTP).", no_args_is_help=True
+)
+admin_app.add_typer(admin_operator_app, name="operator")
 app.add_typer(simnet_app, name="simnet")
 app.add_typer(regtest_app, name="regtest")
 app.add_typer(cold_app, name="cold")
@@ -181,6 +185,60 @@ def user_create(
         _fail(exc)
     finally:
         core.close()
+
+
+@user_app.command("passwd")
+def user_passwd(
+    username: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin (one line)")
+    ] = False,
+) -> None:
+    """Set a user's password for the web wallet (argon2id); their open sessions end."""
+    from lngate.bootstrap import web_logins_for
+
+    password = _read_password(password_stdin)
+    core = _core()
+    try:
+        web_logins_for(core).set_password_sync(username, password, actor=_operator())
+        _print_json({"username": username.lower(), "password_set": True})
+    except LngateError as exc:
+        _fail(exc)
+    finally:
+        core.close()
+
+
+@admin_operator_app.command("create")
+def admin_operator_create(
+    name: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin (one line)")
+    ] = False,
+) -> None:
+    """Create a console operator; prints the TOTP provisioning URI (otpauth://) once: scan it
+    into an authenticator app, every sign-in asks for its code."""
+    from lngate.bootstrap import web_logins_for
+
+    password = _read_password(password_stdin)
+    core = _core()
+    try:
+        created = web_logins_for(core).create_operator_sync(name, password, actor=_operator())
+        _print_json({"username": created.username, "provisioning_uri": created.provisioning_uri})
+    except LngateError as exc:
+        _fail(exc)
+    finally:
+        core.close()
+
+
+def _read_password(from_stdin: bool) -> str:
+    """One line from stdin (its newline dropped), or asked twice at a terminal; never an
+    argument, which would land in the shell's history and the process list."""
+    if from_stdin:
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not sys.stdin.isatty():
+        _fail(InvalidRequest("give --password-stdin to read the password from stdin"))
+    password: str = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return password
 
 
 @admin_app.command("adjust")

@@ -74,6 +74,19 @@ ORDER_EXPIRY_MIN_S = 60
 
 
 @dataclass(frozen=True, slots=True)
+class WebPolicy:
+    """The wallet and the console: sessions, sign-in throttling, TOTP for withdrawals."""
+
+    # Withdrawals (and orders paid) above this need a current TOTP code from users who
+    # enrolled one; 0: all of them.
+    withdrawal_totp_above_msat: int = 0
+    session_idle_s: int = 1_800  # a session unused this long is over
+    session_max_s: int = 43_200  # and every session ends this long after sign-in
+    login_failures_max: int = 5  # failed sign-ins in a row before the account waits
+    login_lock_s: int = 900  # how long it waits
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str = ""  # empty: SQLite in the data directory
@@ -89,6 +102,7 @@ class Config:
     withdrawals: WithdrawalPolicy = field(default_factory=WithdrawalPolicy)
     treasury: TreasuryPolicy = field(default_factory=TreasuryPolicy)
     pay: PayPolicy = field(default_factory=PayPolicy)
+    web: WebPolicy = field(default_factory=WebPolicy)
     # Development and tests only: let Lightning Address withdrawals reach private addresses.
     lnurl_allow_private_hosts: bool = False
     # Reconciliation: how often, and the shortfall (books minus assets) that halts withdrawals.
@@ -266,6 +280,13 @@ SETTINGS: dict[str, dict[str, Setting]] = {
         "webhook_timeout_s": SECONDS,
         "webhook_max_response_bytes": POSITIVE,
     },
+    "web": {
+        "withdrawal_totp_above_msat": ZERO_OR_MORE,
+        "session_idle_s": POSITIVE,
+        "session_max_s": POSITIVE,
+        "login_failures_max": POSITIVE,
+        "login_lock_s": POSITIVE,
+    },
 }
 SECTIONS: dict[str, type] = {
     "lnd": LndConfig,
@@ -273,6 +294,7 @@ SECTIONS: dict[str, type] = {
     "withdrawals": WithdrawalPolicy,
     "treasury": TreasuryPolicy,
     "pay": PayPolicy,
+    "web": WebPolicy,
 }
 _KIND_WORDS = {
     int: "an integer",
@@ -390,7 +412,7 @@ def _defaults() -> dict[str, dict[str, Any]]:
     defaults = {"": {key: getattr(cfg, key) for key in SETTINGS[""]}}
     defaults["lnd"] = dict.fromkeys(("tls_cert", "spending_macaroon", "signer_rpc_host"))
     defaults["lnd"]["signer_tls_cert"] = None
-    for section in ("limits", "withdrawals", "treasury", "pay"):
+    for section in ("limits", "withdrawals", "treasury", "pay", "web"):
         policy = getattr(cfg, section)
         defaults[section] = {f.name: getattr(policy, f.name) for f in fields(policy)}
     return defaults
@@ -491,6 +513,7 @@ def _build(sources: _Sources) -> Config:
         withdrawals=WithdrawalPolicy(**merged["withdrawals"]),
         treasury=TreasuryPolicy(**merged["treasury"]),
         pay=PayPolicy(**merged["pay"]),
+        web=WebPolicy(**merged["web"]),
     )
 
 

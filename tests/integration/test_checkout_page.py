@@ -71,7 +71,7 @@ async def test_an_open_order_shows_amount_qr_invoice_and_countdown(
     assert '<meta http-equiv="refresh" content="10">' in html  # without JavaScript: reloads
     # Nothing from elsewhere: every script, style and image is lngate's own.
     for attr in re.findall(r'(?:src|href)="([^"]+)"', html):
-        assert attr.startswith(("/assets/", "lightning:")), attr
+        assert attr.startswith(("/assets/", "lightning:", "/app/pay/")), attr
     assert "style=" not in html and "onclick" not in html  # nothing inline for the CSP to block
 
 

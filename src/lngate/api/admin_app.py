@@ -24,6 +24,7 @@ from lngate.domain.users import Role
 from lngate.domain.withdrawals import WithdrawalStatus
 from lngate.security.replay_guards import replay_guard_for
 from lngate.services.admin import AUDIT_PAGE_MAX, REPORTS_PAGE_MAX
+from lngate.web.console import ConsoleCases, mount_console
 
 
 def create_admin_app(core: Core, cases: UseCases) -> FastAPI:
@@ -56,6 +57,23 @@ def create_admin_app(core: Core, cases: UseCases) -> FastAPI:
     roles = frozenset({Role.ADMIN})
     auth = Authenticator(cases.api_keys, replays, roles, window_ms=window_ms, clock=core.clock)
     app.include_router(_router(cases, auth))
+    # The operator console (/console/): the same use cases, signed in with password and TOTP.
+    console = ConsoleCases(
+        logins=cases.web_logins,
+        review=cases.withdrawal_review,
+        admin=cases.admin,
+        solvency=cases.solvency,
+        treasury=cases.treasury_status,
+        channels=cases.channels,
+    )
+    mount_console(
+        app,
+        console,
+        status_of=errors.status_for,
+        secure_cookies=core.config.effective_public_url.startswith("https://"),
+        session_max_s=core.config.web.session_max_s,
+        clock=core.clock,
+    )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

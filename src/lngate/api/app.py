@@ -24,6 +24,7 @@ from lngate.bootstrap import Core, UseCases
 from lngate.domain.users import Role
 from lngate.security.replay_guards import replay_guard_for
 from lngate.web.checkout import mount_checkout
+from lngate.web.wallet import mount_wallet
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,18 @@ def create_app(core: Core, cases: UseCases, *, workers: Sequence[Worker] = ()) -
     app.include_router(order_router(cases.orders, cases.refunds, auth))
     app.include_router(webhook_router(cases.webhooks, auth))
     # The hosted checkout page (public, unsigned): /pay/{id}, its status and its events.
-    mount_checkout(app, cases.orders, core.commits, clock=core.clock)
+    mount_checkout(app, cases.orders, core.commits, clock=core.clock, balance_pay_url="/app/pay/")
+    # The web wallet (/app/): pages signed in with a password, a session cookie and CSRF tokens.
+    mount_wallet(
+        app,
+        cases.wallet,
+        cases.web_logins,
+        core.commits,
+        status_of=errors.status_for,
+        secure_cookies=core.config.effective_public_url.startswith("https://"),
+        session_max_s=core.config.web.session_max_s,
+        clock=core.clock,
+    )
 
     @app.get("/health", tags=["meta"])
     async def get_health() -> schemas.Health:

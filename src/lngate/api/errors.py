@@ -42,6 +42,8 @@ STATUS: dict[type[e.LngateError], int] = {
     e.InvalidNodeRequest: 400,
     e.InvalidInvoice: 400,
     e.AuthError: 401,
+    e.TotpRequired: 401,
+    e.CsrfRefused: 403,
     e.AccountFrozen: 403,
     e.NotAMerchant: 403,
     e.NotFound: 404,

@@ -130,6 +130,19 @@ class AuthError(LngateError):
     code = "UNAUTHORIZED"
 
 
+class TotpRequired(AuthError):
+    """A current one-time code from the account's authenticator app is needed (and was missing
+    or wrong)."""
+
+    code = "TOTP_REQUIRED"
+
+
+class CsrfRefused(LngateError):
+    """A page's form came without the token of the session that rendered it."""
+
+    code = "CSRF_REFUSED"
+
+
 class AccountFrozen(LngateError):
     code = "ACCOUNT_FROZEN"
 

@@ -25,6 +25,7 @@ from lngate.store.withdrawals import Withdrawal
 
 AUDIT_PAGE_MAX = 1000
 REPORTS_PAGE_MAX = 100
+USERS_PAGE_MAX = 50
 SIGNER_MAX_AGE_S = 0.0  # the status page checks the signer afresh
 
 
@@ -147,6 +148,18 @@ class Administration:
     async def user(self, username: str) -> AdminUserView:
         return await self._uow.read(lambda tx: user_view(tx, username, self._public_host))
 
+    async def search_users(self, prefix: str, limit: int = USERS_PAGE_MAX) -> list[AdminUserView]:
+        """Account holders whose username starts with ``prefix``, by name, ``limit`` at most."""
+        if not 1 <= limit <= USERS_PAGE_MAX:
+            raise InvalidRequest(f"limit must be between 1 and {USERS_PAGE_MAX}")
+        prefix = prefix.strip().lower()[:64]
+
+        def read(tx: Tx) -> list[AdminUserView]:
+            found = users.holders_by_prefix(tx, prefix, limit)
+            return [user_view(tx, u.username, self._public_host) for u in found]
+
+        return await self._uow.read(read)
+
     # -- the withdrawal circuit breaker ------------------------------------------------------
 
     async def halt(self, *, reason: str, actor: str) -> HaltChange:
@@ -195,6 +208,9 @@ class Administration:
         """The audit log after ``after``, oldest first, each record chained to the one
         before it."""
         return await self._uow.read(lambda tx: audit_page(tx, after=after, limit=limit))
+
+    async def verify_audit(self) -> AuditVerification:
+        return await self._uow.read(_verify_audit)
 
     def verify_audit_sync(self) -> AuditVerification:
         """Recompute the hash chain: any record altered or removed is a problem."""

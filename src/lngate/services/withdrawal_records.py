@@ -87,3 +87,24 @@ class WithdrawalPage:
             "withdrawals": [w.as_json() for w in self.withdrawals],
             "next_cursor": self.next_cursor,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalPreview:
+    """What a withdrawal would be, decoded and checked by the server before the user confirms:
+    nothing is held or recorded. For a Lightning Address the invoice is fetched only on
+    confirmation, so its payee and description are not known yet (None)."""
+
+    destination: str  # the BOLT 11 invoice or the Lightning Address, as given
+    lightning_address: str | None
+    amount_msat: int
+    payee: str | None
+    description: str | None
+    expires_at: str | None
+    internal: bool  # to another user of this exchange: free and instant
+    exchange_fee_msat: int
+    fee_reserve_msat: int  # held for routing; what is not spent comes back
+    total_hold_msat: int
+    available_msat: int
+    daily_left_msat: int  # of the rolling 24 h limit, before this one
+    needs_review: bool  # an operator approves it first

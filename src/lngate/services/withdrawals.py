@@ -34,17 +34,18 @@ from lngate.lightning import errors as node_errors
 from lngate.lightning.bolt11 import decode_bolt11, invoice_network
 from lngate.lightning.node import DecodedInvoice, InvoiceState, Node, NodeInfo
 from lngate.services import halt, lnurl_client
+from lngate.services.accounts import iso_ms
 from lngate.services.deposits import close_op
 from lngate.services.idempotent import replayed, run_once
 from lngate.services.lnurl import LightningAddresses
 from lngate.services.ports import Clock, LnurlResolver, UnitOfWork, Wakeup
-from lngate.services.withdrawal_records import WithdrawalPage, WithdrawalView
+from lngate.services.withdrawal_records import WithdrawalPage, WithdrawalPreview, WithdrawalView
 from lngate.services.withdrawal_settlement import InternalSettlement, withdrawal_json
 from lngate.store import deposits, events, orders, users
 from lngate.store import withdrawals as store
 from lngate.store.db import IntegrityError, Tx
 from lngate.store.deposits import DepositStatus
-from lngate.store.ledger import apply_transfer
+from lngate.store.ledger import apply_transfer, get_account
 from lngate.store.users import UserStatus
 from lngate.store.withdrawals import Withdrawal
 
@@ -161,6 +162,78 @@ class WithdrawalRequests:
         if w.internal and created.status is WithdrawalStatus.APPROVED:
             created = await self._settle_now(w.id, user_id)
         return created
+
+    async def preview(
+        self,
+        user_id: str,
+        *,
+        bolt11: str | None,
+        lightning_address: str | None,
+        amount_msat: int | None,
+    ) -> WithdrawalPreview:
+        """What ``request`` would hold for this destination, checked by the same rules (amount,
+        network, expiry, blocked payees, limits, halt), with nothing held or recorded. An
+        address is only parsed: its invoice is fetched when the withdrawal is requested."""
+        await self._uow.read(_refuse_if_halted)
+        if lightning_address is not None and bolt11 is None:
+            if amount_msat is None:
+                raise AmountRequired("a Lightning Address withdrawal needs an amount")
+            parse_amount_msat(amount_msat)
+            lnurl_client.parse_address(lightning_address)
+            rules.check_amount(amount_msat, self._policy)
+            own = lnurl_client.parse_address(lightning_address)[1] == self._public_host
+            return await self._preview_of(
+                user_id, lightning_address, lightning_address, amount_msat, None, own
+            )
+        destination = await self._destination(bolt11, lightning_address, amount_msat)
+        w = await self._validate(user_id, destination, amount_msat)
+        return await self._preview_of(
+            user_id, destination.bolt11, None, w.amount_msat, destination.decoded, w.internal
+        )
+
+    async def _preview_of(
+        self,
+        user_id: str,
+        destination: str,
+        address: str | None,
+        amount_msat: int,
+        decoded: DecodedInvoice | None,
+        internal: bool,
+    ) -> WithdrawalPreview:
+        policy = self._policy
+        exchange_fee = 0 if internal else rules.exchange_fee_msat(amount_msat, policy)
+        reserve = 0 if internal else rules.routing_reserve_msat(amount_msat, policy)
+        now = self._clock.now_ms()
+
+        def read(tx: Tx) -> tuple[int, int]:
+            user = users.user_by_id(tx, user_id)
+            if user is None:
+                raise NotFound("no such user")
+            if user.status is UserStatus.FROZEN:
+                raise AccountFrozen("this account is frozen")
+            spent = store.sum_since(tx, now - DAY_MS, user_id=user_id)
+            spent += orders.balance_paid_since(tx, user_id, now - DAY_MS)
+            account = get_account(tx, user.account_id)
+            if account is None:
+                raise InvariantBroken(f"user {user_id} has no account")
+            return account.balance.available_msat, spent
+
+        available, spent_24h = await self._uow.read(read)
+        return WithdrawalPreview(
+            destination=destination,
+            lightning_address=address,
+            amount_msat=amount_msat,
+            payee=None if decoded is None else decoded.payee,
+            description=None if decoded is None else decoded.description,
+            expires_at=None if decoded is None else iso_ms(decoded.expires_at * 1000),
+            internal=internal,
+            exchange_fee_msat=exchange_fee,
+            fee_reserve_msat=reserve,
+            total_hold_msat=amount_msat + exchange_fee + reserve,
+            available_msat=available,
+            daily_left_msat=max(policy.user_daily_max_msat - spent_24h, 0),
+            needs_review=rules.needs_review(amount_msat, policy),
+        )
 
     async def _is_order(self, w: Withdrawal) -> bool:
         orders = self._orders

@@ -60,6 +60,17 @@ def user_by_id(tx: Tx, user_id: str) -> User | None:
     return None if row is None else _user(row)
 
 
+def holders_by_prefix(tx: Tx, prefix: str, limit: int) -> list[User]:
+    """Users and merchants (not admin keys) whose name starts with ``prefix``, by name."""
+    escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = tx.all(
+        f"SELECT {_USER_COLUMNS} FROM users WHERE username LIKE :p ESCAPE '\\' "
+        "AND role <> 'admin' ORDER BY username LIMIT :n",
+        {"p": escaped + "%", "n": limit},
+    )
+    return [_user(row) for row in rows]
+
+
 def set_status(tx: Tx, user_id: str, status: UserStatus) -> bool:
     return (
         tx.execute(

@@ -9,13 +9,11 @@ headers (``headers``), and every refusal of a page is an HTML page, never a JSON
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 import orjson
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import HTMLResponse, Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from fastapi.responses import HTMLResponse, Response
 
 from lngate.domain.errors import NotFound
 from lngate.domain.orders import ORDER_ID
@@ -24,6 +22,7 @@ from lngate.services.order_records import CheckoutView
 from lngate.services.ports import Clock, Wakeup
 from lngate.web import checkout_stream
 from lngate.web.checkout_view import checkout_page, status_json
+from lngate.web.live import EventStream
 from lngate.web.pages import Pages, install
 
 PREFIX = "/pay"
@@ -43,16 +42,30 @@ class CheckoutSource(Protocol):
 
 
 def mount_checkout(
-    app: FastAPI, source: CheckoutSource, wakeup: Wakeup, *, clock: Clock = SYSTEM_CLOCK
+    app: FastAPI,
+    source: CheckoutSource,
+    wakeup: Wakeup,
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    balance_pay_url: str | None = None,
 ) -> None:
     """Serve the checkout page on ``app``: the routes, the assets and the page headers.
-    ``wakeup`` fires on this process's commits (``core.commits``)."""
+    ``wakeup`` fires on this process's commits (``core.commits``); ``balance_pay_url`` (the
+    wallet's ``/app/pay/``), when the wallet is served, is offered to lngate's own users."""
     pages = install(app, PREFIX + "/")
-    app.include_router(checkout_router(source, wakeup, pages=pages, clock=clock))
+    router = checkout_router(
+        source, wakeup, pages=pages, clock=clock, balance_pay_url=balance_pay_url
+    )
+    app.include_router(router)
 
 
 def checkout_router(
-    source: CheckoutSource, wakeup: Wakeup, *, pages: Pages, clock: Clock = SYSTEM_CLOCK
+    source: CheckoutSource,
+    wakeup: Wakeup,
+    *,
+    pages: Pages,
+    clock: Clock = SYSTEM_CLOCK,
+    balance_pay_url: str | None = None,
 ) -> APIRouter:
     router = APIRouter(prefix=PREFIX, include_in_schema=False)
     streams = asyncio.Semaphore(STREAMS_MAX)
@@ -73,7 +86,11 @@ def checkout_router(
         order = await find(order_id)
         if order is None:
             return not_found_page()
-        return pages.render("checkout.html", page=checkout_page(order, clock.now_ms()))
+        return pages.render(
+            "checkout.html",
+            page=checkout_page(order, clock.now_ms()),
+            balance_pay_url=balance_pay_url,
+        )
 
     @router.get("/{order_id}/status")
     async def checkout_status(order_id: str) -> Response:
@@ -93,26 +110,10 @@ def checkout_router(
         events = checkout_stream.follow(
             lambda: source.checkout(order_id), first, wakeup, request.is_disconnected
         )
-        return _EventStream(events, on_close=streams.release)
+        return EventStream(events, on_close=streams.release)
 
     @router.get("/{anything:path}")
     async def checkout_unknown(anything: str) -> Response:
         return not_found_page()
 
     return router
-
-
-class _EventStream(StreamingResponse):
-    """Calls ``on_close`` once the response ends, however it ends (even if never started)."""
-
-    def __init__(self, content: AsyncIterator[bytes], on_close: Callable[[], None]) -> None:
-        super().__init__(
-            content, media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
-        )
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._on_close()

@@ -39,3 +39,8 @@ def utc_text(iso: str) -> str:
     """An ISO 8601 instant as people read it: ``1 Dec 2026, 14:05 UTC``."""
     at = datetime.fromisoformat(iso.replace("Z", "+00:00")).astimezone(UTC)
     return f"{at.day} {at:%b %Y, %H:%M} UTC"
+
+
+def utc_ms_text(at_ms: int) -> str:
+    """Unix time in ms as ``utc_text`` writes it."""
+    return utc_text(datetime.fromtimestamp(at_ms // 1000, UTC).isoformat())

@@ -8,13 +8,17 @@ by the Content-Security-Policy and the other headers of ``headers``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import jinja2
-from fastapi import FastAPI
-from fastapi.responses import HTMLResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from fastapi.routing import APIRoute
 
+from lngate.domain.errors import LngateError
 from lngate.web.assets import Assets
+from lngate.web.formatting import sat_text, utc_ms_text, utc_text
 from lngate.web.headers import PAGE_HEADERS, PageHeaders
 
 _STATE_KEY = "lngate_pages"
@@ -34,6 +38,10 @@ class Pages:
             lstrip_blocks=True,
         )
         self.env.globals["asset_url"] = assets.url
+        self.env.filters["sat"] = sat_text
+        self.env.filters["msat"] = lambda amount_msat: f"{amount_msat:,} msat"
+        self.env.filters["when"] = utc_text
+        self.env.filters["when_ms"] = utc_ms_text
 
     def render_text(self, template: str, **context: Any) -> str:
         return self.env.get_template(template).render(**context)
@@ -42,6 +50,25 @@ class Pages:
         return HTMLResponse(
             self.render_text(template, **context), status_code=status_code, headers=PAGE_HEADERS
         )
+
+
+def page_route(on_refusal: Callable[[LngateError], Response]) -> type[APIRoute]:
+    """A route class whose handlers answer a refusal they did not render themselves (a
+    missing CSRF token, an unreadable form) as a page, not as the API's JSON."""
+
+    class PageRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def answer(request: Request) -> Response:
+                try:
+                    return await handler(request)
+                except LngateError as exc:
+                    return on_refusal(exc)
+
+            return answer
+
+    return PageRoute
 
 
 def install(app: FastAPI, prefix: str) -> Pages:

@@ -1,0 +1,559 @@
+"""The web wallet, ``/app/`` on the public listener: sign in, balance, deposit, withdraw, send,
+history, settings (TOTP), and paying an order from the balance.
+
+Routes read the form, call one use case (``services.wallet``) and render its record; every
+refusal shows the API's message with the API's status (``status_of``), and changes nothing.
+Every POST carries the CSRF token of the page that rendered it (403 otherwise); a page that
+needs a session sends the browser to the sign-in page and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from lngate.domain.errors import InvalidRequest, LngateError, NotFound
+from lngate.domain.orders import ORDER_ID
+from lngate.services.clock import SYSTEM_CLOCK
+from lngate.services.ports import Clock, Wakeup
+from lngate.services.wallet import Wallet, WithdrawTo
+from lngate.services.web_logins import Realm, WebLogins, WebSession
+from lngate.web import live
+from lngate.web.checkout_view import checkout_page
+from lngate.web.formatting import sat_text, utc_text
+from lngate.web.forms import Form, read_form, sat_to_msat
+from lngate.web.login_flow import LoginFlow
+from lngate.web.pages import Pages, install, page_route
+from lngate.web.qr import text_qr_svg
+from lngate.web.sessions import Gate, check_csrf, new_form_key
+from lngate.web.wallet_views import (
+    balance_state,
+    deposit_page,
+    deposit_state,
+    history_row,
+    msat_title,
+    withdrawal_state,
+)
+
+PREFIX = "/app"
+STREAMS_MAX = 1_000  # live pages per process; past it a page polls instead
+StatusOf = Callable[[LngateError], int]
+_SIGN_IN_FIRST = orjson.dumps({"error": {"code": "UNAUTHORIZED", "message": "sign in first"}})
+
+
+def mount_wallet(
+    app: FastAPI,
+    wallet: Wallet,
+    logins: WebLogins,
+    wakeup: Wakeup,
+    *,
+    status_of: StatusOf,
+    secure_cookies: bool,
+    session_max_s: int,
+    clock: Clock = SYSTEM_CLOCK,
+) -> None:
+    pages = install(app, PREFIX + "/")
+    gate = Gate(logins, Realm.APP, "lngate_session", PREFIX + "/", secure_cookies, session_max_s)
+    app.include_router(WalletPages(pages, gate, wallet, wakeup, status_of, clock).router())
+
+
+class WalletPages:
+    def __init__(
+        self,
+        pages: Pages,
+        gate: Gate,
+        wallet: Wallet,
+        wakeup: Wakeup,
+        status_of: StatusOf,
+        clock: Clock,
+    ) -> None:
+        self.pages = pages
+        self.gate = gate
+        self.wallet = wallet
+        self.logins = gate.logins
+        self.wakeup = wakeup
+        self.status_of = status_of
+        self.clock = clock
+        self.streams = asyncio.Semaphore(STREAMS_MAX)
+        self.login = LoginFlow(pages, gate, status_of)
+
+    # --- rendering ---------------------------------------------------------------------------
+
+    def render(
+        self,
+        template: str,
+        session: WebSession | None,
+        *,
+        nav: str = "",
+        status_code: int = 200,
+        **context: Any,
+    ) -> HTMLResponse:
+        return self.pages.render(
+            template,
+            status_code=status_code,
+            session=session,
+            csrf=session.csrf_token if session else "",
+            nav=nav,
+            error=context.pop("error", None),
+            notice=context.pop("notice", None),
+            **context,
+        )
+
+    def refused(
+        self, template: str, session: WebSession | None, exc: LngateError, **context: Any
+    ) -> HTMLResponse:
+        """The form again, with the API's message and status."""
+        return self.render(
+            template, session, status_code=self.status_of(exc), error=exc.message, **context
+        )
+
+    async def signed_in(self, request: Request) -> WebSession | None:
+        return await self.gate.session(request)
+
+    async def posted(self, request: Request) -> tuple[WebSession | None, Form]:
+        """The session and the form of a POST, its CSRF token checked (403 otherwise)."""
+        session = await self.signed_in(request)
+        form = await read_form(request)
+        if session is not None:
+            check_csrf(form, session.csrf_token)
+        return session, form
+
+    # --- routes ------------------------------------------------------------------------------
+
+    def router(self) -> APIRouter:
+        r = APIRouter(
+            prefix=PREFIX, include_in_schema=False, route_class=page_route(self.refused_page)
+        )
+
+        @r.get("/login")
+        async def login_page(request: Request, next: str = "") -> Response:
+            if await self.signed_in(request) is not None:
+                return RedirectResponse(self.gate.safe_next(next), status_code=303)
+            return self.login.form(request, next_path=next)
+
+        @r.post("/login")
+        async def login(request: Request) -> Response:
+            return await self.login.sign_in(request)
+
+        @r.post("/logout")
+        async def logout(request: Request) -> Response:
+            session, _form = await self.posted(request)
+            response = RedirectResponse(self.gate.login_path, status_code=303)
+            if session is not None:
+                await self.logins.sign_out(request.cookies.get(self.gate.cookie, ""))
+            self.gate.clear_session(response)
+            return response
+
+        @r.get("/")
+        async def home(request: Request) -> Response:
+            session = await self.signed_in(request)
+            if session is None:
+                return self.gate.to_login(request)
+            account = await self.wallet.account(session)
+            recent = await self.wallet.history(session, None)
+            return self.render(
+                "wallet_home.html",
+                session,
+                nav="home",
+                account=account,
+                available_sat=sat_text(account.available_msat),
+                available_title=msat_title(account.available_msat),
+                pending_sat=sat_text(account.pending_msat),
+                pending_title=msat_title(account.pending_msat),
+                recent=[history_row(e) for e in recent.entries[:5]],
+            )
+
+        @r.get("/balance/events")
+        async def balance_events(request: Request) -> Response:
+            return await self.stream(
+                request, lambda s: _state(self.wallet.account(s), balance_state)
+            )
+
+        @r.get("/balance/status")
+        async def balance_status(request: Request) -> Response:
+            return await self.state(
+                request, lambda s: _state(self.wallet.account(s), balance_state)
+            )
+
+        # --- deposits ---
+
+        @r.get("/deposit")
+        async def deposit_form(request: Request) -> Response:
+            session = await self.signed_in(request)
+            if session is None:
+                return self.gate.to_login(request)
+            return self.render("deposit_new.html", session, nav="deposit", **_deposit_form())
+
+        @r.post("/deposit")
+        async def deposit(request: Request) -> Response:
+            session, form = await self.posted(request)
+            if session is None:
+                return self.gate.to_login(request)
+            filled = _deposit_form(form)
+            try:
+                amount_msat = sat_to_msat(form.get("amount_sat"))
+                record = await self.wallet.deposit(
+                    session, amount_msat, form.get("memo"), form.get("form_key")
+                )
+            except LngateError as exc:
+                return self.refused("deposit_new.html", session, exc, nav="deposit", **filled)
+            return RedirectResponse(f"{PREFIX}/deposits/{record.id}", status_code=303)
+
+        @r.get("/deposits/{deposit_id}")
+        async def deposit_view(request: Request, deposit_id: str) -> Response:
+            session = await self.signed_in(request)
+            if session is None:
+                return self.gate.to_login(request)
+            try:
+                record = await self.wallet.deposit_status(session, deposit_id)
+            except NotFound:
+                return self.not_found(session)
+            page = deposit_page(record, self.clock.now_ms())
+            return self.render("deposit.html", session, nav="deposit", page=page)
+
+        @r.get("/deposits/{deposit_id}/events")
+        async def deposit_events(request: Request, deposit_id: str) -> Response:
+            return await self.stream(
+                request,
+                lambda s: _state(self.wallet.deposit_status(s, deposit_id), deposit_state),
+            )
+
+        @r.get("/deposits/{deposit_id}/status")
+        async def deposit_status(request: Request, deposit_id: str) -> Response:
+            return await self.state(
+                request,
+                lambda s: _state(self.wallet.deposit_status(s, deposit_id), deposit_state),
+            )
+
+        # --- withdrawals ---
+
+        @r.get("/withdraw")
+        async def withdraw_form(request: Request) -> Response:
+            session = await self.signed_in(request)
+            if session is None:
+                return self.gate.to_login(request)
+            return self.render("withdraw.html", session, nav="withdraw", destination="", amount="")
+
+        @r.post("/withdraw/preview")
+        async def withdraw_preview(request: Request) -> Response:
+            session, form = await self.posted(request)
+            if session is None:
+                return self.gate.to_login(request)
+            return await self.preview(session, form)
+
+        @r.post("/withdraw")
+        async def withdraw(request: Request) -> Response:
+            session, form = await self.posted(request)
+            if session is None:
+                return self.gate.to_login(request)
+            try:
+                to = _withdraw_to(form)
+                done = await self.wallet.withdraw(
+                    session, to, form.get("totp"), form.get("form_key")
+                )
+            except LngateError as exc:
+                return await self.preview(session, form, refusal=exc)
+            return RedirectResponse(f"{PREFIX}/withdrawals/{done.id}", status_code=303)
+
+        @r.get("/withdrawals/{withdrawal_id}")
+        async def withdrawal_view(request: Request, withdrawal_id: str) -> Response:
+            session = await self.signed_in(request)
+            if session is None:
+                return self.gate.to_login(request)
+            try:
+                w = await self.wallet.withdrawal(session, withdrawal_id)
+            except NotFound:
+                return self.not_found(session)
+            return self.render(
+                "withdrawal.html",
+                session,
+                nav="withdraw",
+                w=w,
+                state=withdrawal_state(w),
+                amount_sat=sat_text(w.amount_msat),
+                amount_title=msat_title(w.amount_msat),
+                fee_sat=sat_text(w.exchange_fee_msat + (w.routing_fee_msat or 0)),
+                created=utc_text(w.created_at),
+            )
+
+        @r.get("/withdrawals/{withdrawal_id}/events")
+        async def withdrawal_events(request: Request, withdrawal_id: str) -> Response:
+            return await self.stream(
+                request,
+                lambda s: _state(self.wallet.withdrawal(s, withdrawal_id), withdrawal_state),
+            )
+
+        @r.get("/withdrawals/{withdrawal_id}/status")
+        async def withdrawal_status(request: Request, withdrawal_id: str) -> Response:
+            return await self.state(
+                request,
+                lambda s: _state(self.wallet.withdrawal(s, withdrawal_id), withdrawal_state),
+            )
+
+        # --- transfers ---
+
+        @r.get("/send")
+        async def send_form(request: Request) -> Response:
+            session = await self.signed_in(request)
+            if session is None:
+                return self.gate.to_login(request)
+            return self.render("send.html", session, nav="send", **_send_form())
+
+        @r.post("/send")
+        async def send(request: Request) -> Response:
+            session, form = await self.posted(request)
+            if session is None:
+                return self.gate.to_login(request)
+            try:
+                amount_msat = sat_to_msat(form.get("amount_sat"))
+                if amount_msat is None:
+                    raise InvalidRequest("enter an amount")
+                receipt = await self.wallet.send(
+                    session, form.get("to"), amount_msat, form.get("memo"), form.get("form_key")
+                )
+            except LngateError as exc:
+                return self.refused("send.html", session, exc, nav="send", **_send_form(form))
+            notice = f"Sent {sat_text(receipt.amount_msat)} sat to {receipt.to}."
+            return self.render("send.html", session, nav="send", notice=notice, **_send_form())
+
+        # --- history and settings ---
+
+        @r.get("/history")
+        async def history(request: Request, cursor: str = "") -> Response:
+            session = await self.signed_in(request)
+            if session is None:
+                return self.gate.to_login(request)
+            before = int(cursor) if cursor.isdigit() and len(cursor) <= 18 else None
+            page = await self.wallet.history(session, before)
+            return self.render(
+                "history.html",
+                session,
+                nav="history",
+                rows=[history_row(e) for e in page.entries],
+                next_cursor=page.next_cursor,
+                first_page=before is None,
+            )
+
+        @r.get("/settings")
+        async def settings(request: Request) -> Response:
+            session = await self.signed_in(request)
+            if session is None:
+                return self.gate.to_login(request)
+            return await self.settings_page(session)
+
+        @r.post("/settings/totp")
+        async def totp_start(request: Request) -> Response:
+            session, _form = await self.posted(request)
+            if session is None:
+                return self.gate.to_login(request)
+            try:
+                await self.logins.start_totp(session)
+            except LngateError as exc:
+                return await self.settings_page(session, refusal=exc)
+            return RedirectResponse(f"{PREFIX}/settings", status_code=303)
+
+        @r.post("/settings/totp/confirm")
+        async def totp_confirm(request: Request) -> Response:
+            session, form = await self.posted(request)
+            if session is None:
+                return self.gate.to_login(request)
+            try:
+                await self.logins.confirm_totp(session, form.get("totp"))
+            except LngateError as exc:
+                return await self.settings_page(session, refusal=exc)
+            fresh = await self.signed_in(request)
+            return await self.settings_page(
+                fresh or session, notice="Two-factor codes are on for sign-in and withdrawals."
+            )
+
+        # --- paying an order from the balance ---
+
+        @r.get("/pay/{order_id}")
+        async def pay_order_page(request: Request, order_id: str) -> Response:
+            session = await self.signed_in(request)
+            if session is None:
+                return self.gate.to_login(request)
+            return await self.pay_page(session, order_id)
+
+        @r.post("/pay/{order_id}")
+        async def pay_order(request: Request, order_id: str) -> Response:
+            session, form = await self.posted(request)
+            if session is None:
+                return self.gate.to_login(request)
+            try:
+                await self.wallet.pay_order(
+                    session, order_id, form.get("totp"), form.get("form_key")
+                )
+            except LngateError as exc:
+                return await self.pay_page(session, order_id, refusal=exc)
+            return RedirectResponse(f"/pay/{order_id}", status_code=303)
+
+        @r.get("/{anything:path}")
+        async def unknown(request: Request, anything: str) -> Response:
+            return self.not_found(await self.signed_in(request))
+
+        return r
+
+    # --- pages with more than one way in -----------------------------------------------------
+
+    async def preview(
+        self, session: WebSession, form: Form, *, refusal: LngateError | None = None
+    ) -> HTMLResponse:
+        """The decoded withdrawal with its confirm form; or the first form with the refusal."""
+        destination, amount = form.get("destination"), form.get("amount_sat")
+        try:
+            to = _withdraw_to(form)
+            preview = await self.wallet.preview(session, to)
+        except LngateError as exc:
+            return self.refused(
+                "withdraw.html",
+                session,
+                exc,
+                nav="withdraw",
+                destination=destination,
+                amount=amount,
+            )
+        needs_code = session.totp_enabled and self.logins.totp_needed(preview.amount_msat)
+        context: dict[str, Any] = {
+            "nav": "withdraw",
+            "p": preview,
+            "destination": destination,
+            "amount": amount,
+            "amount_sat": sat_text(preview.amount_msat),
+            "amount_title": msat_title(preview.amount_msat),
+            "fee_sat": sat_text(preview.exchange_fee_msat),
+            "reserve_sat": sat_text(preview.fee_reserve_msat),
+            "total_sat": sat_text(preview.total_hold_msat),
+            "available_sat": sat_text(preview.available_msat),
+            "daily_left_sat": sat_text(preview.daily_left_msat),
+            "expires": utc_text(preview.expires_at) if preview.expires_at else None,
+            "needs_code": needs_code,
+            "form_key": form.get("form_key") or new_form_key(),
+        }
+        if refusal is not None:
+            return self.refused("withdraw_preview.html", session, refusal, **context)
+        return self.render("withdraw_preview.html", session, **context)
+
+    async def settings_page(
+        self,
+        session: WebSession,
+        *,
+        refusal: LngateError | None = None,
+        notice: str | None = None,
+    ) -> HTMLResponse:
+        pending = None if session.totp_enabled else await self.logins.pending_totp(session)
+        context: dict[str, Any] = {
+            "nav": "settings",
+            "pending": pending,
+            "qr_svg": text_qr_svg(pending.provisioning_uri, "QR code to set up two-factor codes")
+            if pending
+            else None,
+            "notice": notice,
+        }
+        if refusal is not None:
+            return self.refused("settings.html", session, refusal, **context)
+        return self.render("settings.html", session, **context)
+
+    async def pay_page(
+        self, session: WebSession, order_id: str, *, refusal: LngateError | None = None
+    ) -> HTMLResponse:
+        if ORDER_ID.fullmatch(order_id) is None:
+            return self.not_found(session)
+        try:
+            order = await self.wallet.order(order_id)
+            account = await self.wallet.account(session)
+        except NotFound:
+            return self.not_found(session)
+        context: dict[str, Any] = {
+            "nav": "",
+            "page": checkout_page(order, self.clock.now_ms()),
+            "available_sat": sat_text(account.available_msat),
+            "needs_code": session.totp_enabled and self.logins.totp_needed(order.amount_msat),
+            "form_key": new_form_key(),
+        }
+        if refusal is not None:
+            return self.refused("pay_order.html", session, refusal, **context)
+        return self.render("pay_order.html", session, **context)
+
+    def not_found(self, session: WebSession | None) -> HTMLResponse:
+        return self.render("wallet_not_found.html", session, status_code=404)
+
+    def refused_page(self, exc: LngateError) -> Response:
+        """A refusal no form can show again (a missing CSRF token, an unreadable form)."""
+        return self.render(
+            "wallet_error.html", None, status_code=self.status_of(exc), error=exc.message
+        )
+
+    # --- live state --------------------------------------------------------------------------
+
+    async def stream(
+        self, request: Request, read: Callable[[WebSession], Awaitable[live.State]]
+    ) -> Response:
+        session = await self.signed_in(request)
+        if session is None:
+            return Response(_SIGN_IN_FIRST, status_code=401, media_type="application/json")
+        try:
+            await read(session)  # an unknown id is a 404 now, not an empty stream
+        except NotFound:
+            return _json_error(404, "NOT_FOUND", "not found")
+        if self.streams.locked():
+            return _json_error(503, "TOO_MANY_STREAMS", "too many live pages; poll the status")
+        await self.streams.acquire()  # not locked: taken at once, so a burst cannot overshoot
+        events = live.follow(lambda: read(session), self.wakeup, request.is_disconnected)
+        return live.EventStream(events, on_close=self.streams.release)
+
+    async def state(
+        self, request: Request, read: Callable[[WebSession], Awaitable[live.State]]
+    ) -> Response:
+        session = await self.signed_in(request)
+        if session is None:
+            return Response(_SIGN_IN_FIRST, status_code=401, media_type="application/json")
+        try:
+            return Response(orjson.dumps(await read(session)), media_type="application/json")
+        except NotFound:
+            return _json_error(404, "NOT_FOUND", "not found")
+
+
+async def _state(record: Awaitable[Any], to_state: Callable[[Any], live.State]) -> live.State:
+    return to_state(await record)
+
+
+def _json_error(status: int, code: str, message: str) -> Response:
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _withdraw_to(form: Form) -> WithdrawTo:
+    destination = form.get("destination")
+    if not destination:
+        raise InvalidRequest("paste a Lightning invoice or a Lightning Address")
+    if destination.lower().startswith("lightning:"):
+        destination = destination[len("lightning:") :]
+    is_address = "@" in destination
+    return WithdrawTo(
+        bolt11=None if is_address else destination,
+        lightning_address=destination if is_address else None,
+        amount_msat=sat_to_msat(form.get("amount_sat")),
+    )
+
+
+def _deposit_form(form: Form | None = None) -> dict[str, Any]:
+    return {
+        "amount": form.get("amount_sat") if form else "",
+        "memo": form.get("memo") if form else "",
+        "form_key": (form.get("form_key") if form else "") or new_form_key(),
+    }
+
+
+def _send_form(form: Form | None = None) -> dict[str, Any]:
+    return {
+        "to": form.get("to") if form else "",
+        "amount": form.get("amount_sat") if form else "",
+        "memo": form.get("memo") if form else "",
+        "form_key": (form.get("form_key") if form else "") or new_form_key(),
+    }

@@ -1,0 +1,137 @@
+"""The sign-in use cases without an HTTP server, on a fixed clock: passwords, the lock after
+failed sign-ins, TOTP (each code once), sessions that end when idle or old, and the realms
+that keep a wallet session out of the console."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from lngate.bootstrap import Core, accounts_for
+from lngate.config import WebPolicy
+from lngate.domain.errors import AuthError, InvalidRequest, RateLimited, TotpRequired, UnknownUser
+from lngate.domain.users import Role
+from lngate.security import totp
+from lngate.services.clock import FixedClock
+from lngate.services.web_logins import Realm, WebLogins
+
+T0_MS = 1_800_000_000_000  # a TOTP step boundary
+PASSWORD = "a long enough password"
+POLICY = WebPolicy(session_idle_s=600, session_max_s=3_600, login_failures_max=5, login_lock_s=900)
+
+
+@dataclass
+class World:
+    core: Core
+    clock: FixedClock
+    logins: WebLogins
+
+    def user(self, name: str, role: Role = Role.USER) -> None:
+        accounts_for(self.core).create_user_sync(name, role)
+        self.logins.set_password_sync(name, PASSWORD, actor="test")
+
+    def code(self, secret: str, steps_ahead: int = 0) -> str:
+        now_s = self.clock.now_ms() // 1000
+        return totp.code_at(secret, now_s + steps_ahead * totp.STEP_S)
+
+
+@pytest.fixture
+def world(core: Core) -> Iterator[World]:
+    clock = FixedClock(T0_MS)
+    yield World(core, clock, WebLogins(core.uow, clock, core.server_key, POLICY))
+
+
+async def test_a_password_signs_in_to_a_session_that_the_token_finds(world: World) -> None:
+    world.user("alice")
+    done = await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")
+    session = await world.logins.session(Realm.APP, done.token)
+    assert session is not None and session.username == "alice"
+    assert session.expires_at_ms == T0_MS + 3_600_000
+    assert await world.logins.session(Realm.APP, done.token + "x") is None
+    assert await world.logins.session(Realm.CONSOLE, done.token) is None  # another realm
+
+
+async def test_a_session_ends_when_idle_and_when_old(world: World) -> None:
+    world.user("alice")
+    token = (await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")).token
+    world.clock.advance(599_000)
+    assert await world.logins.session(Realm.APP, token) is not None  # and it is touched
+    world.clock.advance(599_000)
+    assert await world.logins.session(Realm.APP, token) is not None
+    world.clock.advance(601_000)
+    assert await world.logins.session(Realm.APP, token) is None  # idle too long
+
+    token = (await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")).token
+    for _ in range(7):  # used every 9 minutes, but not past the hour after sign-in
+        world.clock.advance(540_000)
+        alive = await world.logins.session(Realm.APP, token)
+    assert alive is None
+
+
+async def test_five_failures_lock_the_account_for_the_lock_time(world: World) -> None:
+    world.user("alice")
+    for _ in range(5):
+        with pytest.raises(AuthError):
+            await world.logins.sign_in(Realm.APP, "alice", "wrong password!", "")
+    with pytest.raises(RateLimited, match="15 min"):
+        await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")
+    world.clock.advance(900_000)
+    assert await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")
+    # A success starts the count again.
+    for _ in range(4):
+        with pytest.raises(AuthError):
+            await world.logins.sign_in(Realm.APP, "alice", "wrong password!", "")
+    assert await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")
+
+
+async def test_a_new_password_ends_every_session(world: World) -> None:
+    world.user("alice")
+    token = (await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")).token
+    world.logins.set_password_sync("alice", "another long password", actor="test")
+    assert await world.logins.session(Realm.APP, token) is None
+    with pytest.raises(AuthError):
+        await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")
+    with pytest.raises(UnknownUser):
+        world.logins.set_password_sync("nobody", PASSWORD, actor="test")
+    with pytest.raises(InvalidRequest):
+        world.logins.set_password_sync("alice", "short", actor="test")
+
+
+async def test_with_totp_each_code_signs_in_once(world: World) -> None:
+    world.user("alice")
+    first = await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")
+    session = await world.logins.session(Realm.APP, first.token)
+    assert session is not None
+    enrolment = await world.logins.start_totp(session)
+    with pytest.raises(TotpRequired):  # a code of three minutes on is not current
+        await world.logins.confirm_totp(session, world.code(enrolment.secret, steps_ahead=6))
+    await world.logins.confirm_totp(session, world.code(enrolment.secret))
+
+    with pytest.raises(TotpRequired):
+        await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")
+    with pytest.raises(AuthError):  # the code that turned TOTP on is spent
+        await world.logins.sign_in(Realm.APP, "alice", PASSWORD, world.code(enrolment.secret))
+    world.clock.advance(totp.STEP_S * 1000)
+    code = world.code(enrolment.secret)
+    assert await world.logins.sign_in(Realm.APP, "alice", PASSWORD, code)
+    with pytest.raises(AuthError):  # seen over a shoulder: no use within its minute
+        await world.logins.sign_in(Realm.APP, "alice", PASSWORD, code)
+
+
+async def test_operators_always_need_a_code_and_users_cannot_open_the_console(
+    world: World,
+) -> None:
+    created = world.logins.create_operator_sync("ops", PASSWORD, actor="test")
+    secret = created.provisioning_uri.split("secret=")[1].split("&")[0]
+    with pytest.raises(TotpRequired):
+        await world.logins.sign_in(Realm.CONSOLE, "ops", PASSWORD, "")
+    assert await world.logins.sign_in(Realm.CONSOLE, "ops", PASSWORD, world.code(secret))
+    with pytest.raises(AuthError):  # an operator is not a wallet user
+        await world.logins.sign_in(Realm.APP, "ops", PASSWORD, world.code(secret, 1))
+    world.user("alice")
+    with pytest.raises(AuthError):
+        await world.logins.sign_in(Realm.CONSOLE, "alice", PASSWORD, "")
+    with pytest.raises(InvalidRequest):
+        world.logins.create_operator_sync("ops", PASSWORD, actor="test")
