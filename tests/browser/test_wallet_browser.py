@@ -13,8 +13,10 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page
 
-from lngate.bootstrap import Core, administration_for, web_logins_for
+from lngate.bootstrap import Core, accounts_for, administration_for, web_logins_for
+from lngate.client import AsyncClient
 from lngate.config import Config
+from lngate.domain.users import Role
 from tests.browser.conftest import PHONE, screenshot
 from tests.conftest import LiveServer, funded_user, started_core
 from tests.helpers import pay_from_wallet, wallet_invoice
@@ -253,3 +255,30 @@ async def test_a_forged_form_and_an_idle_session_are_refused(
             assert response is not None and response.status == 404
         bob = await administration_for(core).user("bob")
         assert bob.available_msat == 0
+
+
+async def test_a_signed_in_user_pays_an_order_from_the_checkout_page_with_the_balance(
+    live_server: LiveServer, phone: BrowserContext
+) -> None:
+    wallet_user(live_server.core, "alice", 40_000_000)
+    shop = accounts_for(live_server.core).create_user_sync("corner_coffee", Role.MERCHANT)
+    async with AsyncClient(live_server.url, shop.api_key, shop.api_secret) as c:
+        r = await c.post(
+            "/v1/orders",
+            {"merchant_order_id": "cart-7", "amount_msat": 9_000_000, "description": "beans"},
+        )
+        order = r.json()
+    page = await phone.new_page()
+    problems = problems_of(page)
+    await page.goto(order["checkout_url"])
+    await page.get_by_role("link", name="Pay with my lngate balance").click()
+    await page.get_by_label("Username").fill("alice")  # not signed in yet: then back here
+    await page.get_by_label("Password").fill(PASSWORD)
+    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Pay 9,000 sat").wait_for()
+    assert "From your balance of 40,000 sat" in await page.locator("#main").inner_text()
+    await screenshot(page, "wallet-pay-order", readme=True)
+    await page.get_by_role("button", name="Pay 9,000 sat").click()
+    await page.wait_for_url(order["checkout_url"])
+    assert await page.locator("#outcome-title").inner_text() == "Paid"
+    assert problems == []

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from lngate.bootstrap import Core, administration_for, web_logins_for
+from lngate.bootstrap import Core, accounts_for, administration_for, web_logins_for
+from lngate.client import AsyncClient
 from lngate.config import Config
+from lngate.domain.users import Role
 from lngate.services.admin import AuditEntry
 from lngate.web.headers import CONTENT_SECURITY_POLICY
 from tests.conftest import LiveServer, funded_user, started_core
@@ -442,3 +444,64 @@ async def test_the_console_halts_freezes_reconciles_and_verifies_the_audit_chain
     for action in ("withdrawals.halt", "withdrawals.resume", "user.freeze"):
         assert (action, "operator:ops") in actions, action
     assert ("console.sign_in", "operator:ops") in actions
+
+
+# --- paying an order from the balance --------------------------------------------------------
+
+
+async def test_the_checkout_page_offers_the_balance_and_paying_it_is_done_once(
+    server: LiveServer,
+) -> None:
+    wallet_user(server.core, "alice", 30_000_000)
+    shop = accounts_for(server.core).create_user_sync("shop", Role.MERCHANT)
+    async with AsyncClient(server.url, shop.api_key, shop.api_secret) as c:
+        r = await c.post(
+            "/v1/orders",
+            {"merchant_order_id": "cart-9", "amount_msat": 12_000_000, "description": "tea"},
+        )
+        order = r.json()
+    async with Pages(server.url) as alice:
+        r = await alice.get(f"/pay/{order['id']}")
+        assert f'href="/app/pay/{order["id"]}"' in r.text
+        r = await alice.get(f"/app/pay/{order['id']}")
+        assert r.headers["location"] == f"/app/login?next=/app/pay/{order['id']}"
+        await alice.get(r.headers["location"])
+        r = await alice.post(
+            "/app/login",
+            {"username": "alice", "password": PASSWORD, "next": f"/app/pay/{order['id']}"},
+        )
+        assert r.headers["location"] == f"/app/pay/{order['id']}"
+        r = await alice.get(r.headers["location"])
+        assert "Pay 12,000 sat" in r.text and "30,000 sat" in r.text
+        form = {"form_key": form_key_of(r.text)}
+        r = await alice.post(f"/app/pay/{order['id']}", form)
+        assert r.status_code == 303 and r.headers["location"] == f"/pay/{order['id']}"
+        again = await alice.post(
+            f"/app/pay/{order['id']}", {**form, "csrf_token": csrf_of(alice.last)}
+        )
+        assert again.status_code == 303  # the same form: its first answer, nothing moves
+        r = await alice.get(f"/app/pay/{order['id']}")
+        assert "there is nothing to pay" in r.text
+        fresh = await alice.post(f"/app/pay/{order['id']}", {"form_key": "another form"})
+        assert fresh.status_code == 409 and "not open" in fresh.text
+    assert await available_msat(server.core, "alice") == 18_000_000
+    assert await available_msat(server.core, "shop") == 12_000_000
+
+
+async def test_sign_in_never_sends_the_browser_to_another_site(server: LiveServer) -> None:
+    wallet_user(server.core, "alice")
+    async with Pages(server.url) as alice:
+        await alice.get("/app/login")
+        for target in (
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "/v1/account",
+        ):
+            r = await alice.post(
+                "/app/login", {"username": "alice", "password": PASSWORD, "next": target}
+            )
+            assert r.headers["location"] == "/app/", target
+            await alice.get("/app/")
+            await alice.post("/app/logout", {})
+            await alice.get("/app/login")
