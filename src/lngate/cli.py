@@ -193,6 +193,9 @@ def user_passwd(
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="read the password from stdin (one line)")
     ] = False,
+    reset_totp: Annotated[
+        bool, typer.Option("--reset-totp", help="also remove their TOTP secret (a lost phone)")
+    ] = False,
 ) -> None:
     """Set a user's password for the web wallet (argon2id); their open sessions end."""
     from lngate.bootstrap import web_logins_for
@@ -200,8 +203,9 @@ def user_passwd(
     password = _read_password(password_stdin)
     core = _core()
     try:
-        web_logins_for(core).set_password_sync(username, password, actor=_operator())
-        _print_json({"username": username.lower(), "password_set": True})
+        logins = web_logins_for(core)
+        logins.set_password_sync(username, password, actor=_operator(), reset_totp=reset_totp)
+        _print_json({"username": username.lower(), "password_set": True, "totp_reset": reset_totp})
     except LngateError as exc:
         _fail(exc)
     finally:

@@ -141,6 +141,7 @@ async def test_with_totp_on_a_withdrawal_is_previewed_confirmed_with_a_code_and_
     await page.get_by_role("button", name="Set up two-factor codes").click()
     await page.locator("svg.qr-code").wait_for()
     secret = await page.locator("#totp-secret").inner_text()
+    await page.get_by_label("Your password").fill(PASSWORD)
     await page.get_by_label("Code from the app").fill(code(secret))
     await page.get_by_role("button", name="Turn on").click()
     await page.get_by_text("Two-factor codes are on").wait_for()
@@ -202,7 +203,7 @@ async def test_an_operator_approves_a_reviewed_withdrawal_and_the_users_page_sho
         assert await ops.locator("#waiting").inner_text() == "1"
         await screenshot(ops, "console-overview", readme=True)
         await ops.get_by_role("link", name="Reviews").first.click()
-        await ops.get_by_role("heading", name="8,000 sat").wait_for()
+        await ops.get_by_role("heading", name="8,000 sat by alice").wait_for()
         await screenshot(ops, "console-reviews", readme=True)
         await ops.get_by_placeholder("Reason to approve").fill("known customer, usual amount")
         await ops.get_by_role("button", name="Approve").click()
@@ -282,3 +283,25 @@ async def test_a_signed_in_user_pays_an_order_from_the_checkout_page_with_the_ba
     await page.wait_for_url(order["checkout_url"])
     assert await page.locator("#outcome-title").inner_text() == "Paid"
     assert problems == []
+
+
+async def test_signing_in_and_moving_around_works_by_keyboard_alone(
+    live_server: LiveServer, phone: BrowserContext
+) -> None:
+    wallet_user(live_server.core, "alice", 1_000_000)
+    page = await phone.new_page()
+    await page.goto(live_server.url + "/app/login")
+    await page.keyboard.type("alice")  # the username field has the focus
+    await page.keyboard.press("Tab")
+    await page.keyboard.type(PASSWORD)
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(live_server.url + "/app/")
+    await page.keyboard.press("Tab")  # first: the skip link, then the page
+    assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("document.activeElement.id") == "main"
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "Deposit"
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(live_server.url + "/app/deposit")
+    assert await page.evaluate("document.activeElement.id") == "amount_sat"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -209,6 +209,8 @@ async def test_hostile_form_bodies_get_a_page_with_the_reason_never_a_5xx(
             assert 'class="alert error"' in r.text or "Not found" in r.text, (path, body)
         for path in ("/app/deposits/nope", "/app/withdrawals/../../etc", "/app/nothing/here"):
             assert (await alice.get(path)).status_code == 404
+        for cursor in ("²", "١٢", "-1", "9" * 40):  # digits to Python, not to us
+            assert (await alice.get("/app/history", cursor=cursor)).status_code == 200
     assert await available_msat(server.core, "alice") == 5_000_000
 
 
@@ -303,9 +305,11 @@ async def test_with_totp_on_a_withdrawal_needs_a_fresh_code(server: LiveServer) 
         r = await alice.post("/app/settings/totp", {}, follow=True)
         secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', r.text)
         assert secret is not None
-        r = await alice.post("/app/settings/totp/confirm", {"totp": "000000"})
-        assert r.status_code == 401 or "not the app" in r.text
-        r = await alice.post("/app/settings/totp/confirm", {"totp": code(secret.group(1))})
+        confirm = {"password": PASSWORD, "totp": "000000"}
+        r = await alice.post("/app/settings/totp/confirm", confirm)
+        assert r.status_code == 401 and "not the app" in r.text
+        confirm = {"password": PASSWORD, "totp": code(secret.group(1))}
+        r = await alice.post("/app/settings/totp/confirm", confirm)
         assert r.status_code == 200 and "Two-factor codes are on" in r.text
 
         bolt11 = wallet_invoice(server.core.config.simnet_dir, "carol", 1_000_000)
@@ -383,7 +387,10 @@ async def test_an_operator_approves_a_withdrawal_under_review_and_it_is_sent(
                 await ops.sign_in("ops", OPERATOR_PASSWORD, code(secret))
                 r = await ops.get("/console/reviews")
                 withdrawal_id = page.rsplit("/", 1)[1]
-                assert f'id="review-{withdrawal_id}"' in r.text and "8,000 sat" in r.text
+                assert (
+                    f'id="review-{withdrawal_id}"' in r.text
+                    and '8,000 sat</span> by <a href="/console/users/alice">alice</a>' in r.text
+                )
                 r = await ops.post(f"/console/reviews/{withdrawal_id}/approve", {"reason": ""})
                 assert r.status_code == 400 and "give a reason" in r.text
                 r = await ops.post(
@@ -505,3 +512,39 @@ async def test_sign_in_never_sends_the_browser_to_another_site(server: LiveServe
             await alice.get("/app/")
             await alice.post("/app/logout", {})
             await alice.get("/app/login")
+
+
+async def test_a_live_stream_ends_when_its_session_does_and_is_capped_per_user(
+    server: LiveServer,
+) -> None:
+    wallet_user(server.core, "alice", 1_000)
+    async with Pages(server.url) as alice:
+        await alice.sign_in("alice")
+        await alice.get("/app/")
+        streams = [alice.http.stream("GET", "/app/balance/events") for _ in range(5)]
+        opened = [await s.__aenter__() for s in streams]
+        try:
+            assert all(r.status_code == 200 for r in opened)
+            sixth = await alice.http.get("/app/balance/events")
+            assert sixth.status_code == 429 and sixth.json()["error"]["code"] == "TOO_MANY_STREAMS"
+            lines = opened[0].aiter_lines()
+            first = [line async for line in _until_blank(lines)]
+            assert any('"available":"1"' in line for line in first)
+            await alice.post("/app/logout", {})
+            async with asyncio.timeout(10):
+                rest = [line async for line in lines]
+            assert any('"session":"ended"' in line for line in rest)
+        finally:
+            for s in streams:
+                await s.__aexit__(None, None, None)
+
+
+async def _until_blank(lines: AsyncIterator[str]) -> AsyncIterator[str]:
+    """One event's lines (after the retry line)."""
+    seen_data = False
+    async for line in lines:
+        yield line
+        if line.startswith("data: "):
+            seen_data = True
+        elif seen_data and not line:
+            return

@@ -4,6 +4,7 @@ that keep a wallet session out of the console."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -106,8 +107,12 @@ async def test_with_totp_each_code_signs_in_once(world: World) -> None:
     assert session is not None
     enrolment = await world.logins.start_totp(session)
     with pytest.raises(TotpRequired):  # a code of three minutes on is not current
-        await world.logins.confirm_totp(session, world.code(enrolment.secret, steps_ahead=6))
-    await world.logins.confirm_totp(session, world.code(enrolment.secret))
+        await world.logins.confirm_totp(
+            session, PASSWORD, world.code(enrolment.secret, steps_ahead=6)
+        )
+    with pytest.raises(AuthError):  # a session alone cannot put another phone on it
+        await world.logins.confirm_totp(session, "not the password", world.code(enrolment.secret))
+    await world.logins.confirm_totp(session, PASSWORD, world.code(enrolment.secret))
 
     with pytest.raises(TotpRequired):
         await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")
@@ -135,3 +140,67 @@ async def test_operators_always_need_a_code_and_users_cannot_open_the_console(
         await world.logins.sign_in(Realm.CONSOLE, "alice", PASSWORD, "")
     with pytest.raises(InvalidRequest):
         world.logins.create_operator_sync("ops", PASSWORD, actor="test")
+
+
+async def test_attempts_at_once_cannot_outrun_the_lock(world: World) -> None:
+    world.user("alice")
+    tries = [world.logins.sign_in(Realm.APP, "alice", f"wrong password {i}", "") for i in range(40)]
+    answers = await asyncio.gather(*tries, return_exceptions=True)
+    refused = [type(a) for a in answers]
+    assert refused.count(AuthError) <= POLICY.login_failures_max
+    assert refused.count(RateLimited) >= 40 - POLICY.login_failures_max
+    with pytest.raises(RateLimited):
+        await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")
+
+
+async def test_wrong_codes_at_a_withdrawal_lock_the_account_too(world: World) -> None:
+    world.user("alice")
+    token = (await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")).token
+    session = await world.logins.session(Realm.APP, token)
+    assert session is not None
+    enrolment = await world.logins.start_totp(session)
+    await world.logins.confirm_totp(session, PASSWORD, world.code(enrolment.secret))
+    wrong = world.code(enrolment.secret, steps_ahead=9)
+    for _ in range(POLICY.login_failures_max):
+        with pytest.raises(TotpRequired):
+            await world.logins.check_code(session, wrong)
+    with pytest.raises(RateLimited):  # even the right code now waits
+        await world.logins.check_code(session, world.code(enrolment.secret, steps_ahead=1))
+    world.clock.advance(POLICY.login_lock_s * 1000)
+    await world.logins.check_code(session, world.code(enrolment.secret))
+
+
+async def test_a_right_password_without_its_code_does_not_reset_the_count(world: World) -> None:
+    world.user("alice")
+    token = (await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")).token
+    session = await world.logins.session(Realm.APP, token)
+    assert session is not None
+    enrolment = await world.logins.start_totp(session)
+    await world.logins.confirm_totp(session, PASSWORD, world.code(enrolment.secret))
+    wrong = world.code(enrolment.secret, steps_ahead=9)
+    for attempt in range(POLICY.login_failures_max):
+        code = wrong if attempt % 2 else ""
+        with pytest.raises((AuthError, TotpRequired)):
+            await world.logins.sign_in(Realm.APP, "alice", PASSWORD, code)
+    with pytest.raises(RateLimited):
+        await world.logins.sign_in(Realm.APP, "alice", PASSWORD, wrong)
+
+
+async def test_sign_ins_in_the_wrong_realm_count_for_nothing(world: World) -> None:
+    created = world.logins.create_operator_sync("ops", PASSWORD, actor="test")
+    secret = created.provisioning_uri.split("secret=")[1].split("&")[0]
+    for _ in range(10):  # someone on the public listener cannot lock an operator out
+        with pytest.raises(AuthError):
+            await world.logins.sign_in(Realm.APP, "ops", "wrong password!", "")
+    assert await world.logins.sign_in(Realm.CONSOLE, "ops", PASSWORD, world.code(secret))
+
+
+async def test_an_operator_resets_a_lost_phone_with_the_password(world: World) -> None:
+    world.user("alice")
+    token = (await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")).token
+    session = await world.logins.session(Realm.APP, token)
+    assert session is not None
+    enrolment = await world.logins.start_totp(session)
+    await world.logins.confirm_totp(session, PASSWORD, world.code(enrolment.secret))
+    world.logins.set_password_sync("alice", "a new long password", actor="test", reset_totp=True)
+    assert await world.logins.sign_in(Realm.APP, "alice", "a new long password", "")

@@ -70,7 +70,7 @@ def create_admin_app(core: Core, cases: UseCases) -> FastAPI:
         app,
         console,
         status_of=errors.status_for,
-        secure_cookies=core.config.effective_public_url.startswith("https://"),
+        secure_cookies=None,  # the admin listener's own scheme, not the public URL's
         session_max_s=core.config.web.session_max_s,
         clock=core.clock,
     )

@@ -41,6 +41,7 @@ from lngate.store.db import IntegrityError, Tx
 
 TOUCH_EVERY_MS = 60_000  # a session's last-seen time is written at most once a minute
 SIGN_IN_REFUSED = "wrong username, password or code"
+ARGON2_AT_ONCE = 2
 
 
 class Realm(enum.StrEnum):
@@ -94,11 +95,17 @@ class WebLogins:
         self._clock = clock
         self._key = server_key
         self._policy = policy
+        # argon2id costs ~50 ms of CPU and 64 MiB each, on purpose: a flood of sign-ins waits
+        # here instead of taking every core and the default thread pool.
+        self._hashing = asyncio.Semaphore(ARGON2_AT_ONCE)
 
     # --- credentials (the CLI) ---------------------------------------------------------------
 
-    def set_password_sync(self, username: str, password: str, *, actor: str) -> None:
-        """Set (or reset) a user's password; their open sessions end."""
+    def set_password_sync(
+        self, username: str, password: str, *, actor: str, reset_totp: bool = False
+    ) -> None:
+        """Set (or reset) a user's password, and with ``reset_totp`` remove their TOTP secret
+        (a lost phone); their open sessions end."""
         password_hash = _new_password_hash(password)
         now = self._clock.now_ms()
 
@@ -106,10 +113,19 @@ class WebLogins:
             user = users.user_by_name(tx, username)
             if user is None:
                 raise UnknownUser(f"no user named {username!r}")
+            if reset_totp and user.role is Role.ADMIN:
+                raise InvalidRequest("operators always need TOTP: create the operator again")
             store.set_password(tx, user.id, password_hash, now)
+            if reset_totp:
+                store.reset_totp(tx, user.id)
             store.delete_user_sessions(tx, user.id)
             audit.append(
-                tx, actor=actor, action="web.password_set", subject=user.username, reason=""
+                tx,
+                actor=actor,
+                action="web.password_set",
+                subject=user.username,
+                reason="",
+                details={"totp_reset": reset_totp},
             )
 
         self._uow.write_sync(op)
@@ -145,21 +161,24 @@ class WebLogins:
         now = self._clock.now_ms()
         found = await self._uow.read(lambda tx: _login_of(tx, username))
         user, login = found if found is not None else (None, None)
-        if login is not None and login.locked_until_ms > now:
-            raise RateLimited(_waiting(login.locked_until_ms, now))
-        # Off the event loop: argon2id takes tens of milliseconds of CPU on purpose.
-        matches = await asyncio.to_thread(
-            verify_password, login.password_hash if login else None, password
-        )
-        if user is None or login is None:
+        if user is None or login is None or not realm.admits(user.role):
+            # No such account here: as slow as a real check, and nothing counted (a wallet
+            # sign-in attempt must not lock an operator out of the console).
+            await self._verify(None, password)
             raise AuthError(SIGN_IN_REFUSED)
-        if not matches or not realm.admits(user.role) or user.status is UserStatus.FROZEN:
+        await self._claim(user, now)
+        matches = await self._verify(login.password_hash, password)
+        if not matches or user.status is UserStatus.FROZEN:
             await self._failed(user, now)
             raise AuthError(SIGN_IN_REFUSED)
         secret = self._totp_secret(login)
         if realm is Realm.CONSOLE and secret is None:
+            await self._failed(user, now)
             raise AuthError("this operator has no TOTP secret: create it again")
         if secret is not None and not code.strip():
+            # Counted: a right password without a code must not reset the count, or codes
+            # could be guessed four at a time for ever.
+            await self._failed(user, now)
             raise TotpRequired("enter the code from your authenticator app")
         step = None
         if secret is not None:
@@ -167,7 +186,10 @@ class WebLogins:
             if step is None:
                 await self._failed(user, now)
                 raise AuthError(SIGN_IN_REFUSED)
-        rehashed = hash_password(password) if needs_rehash(login.password_hash) else None
+        rehashed = None
+        if needs_rehash(login.password_hash):
+            async with self._hashing:
+                rehashed = await asyncio.to_thread(hash_password, password)
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         session = store.Session(
             token_hash(token),
@@ -179,10 +201,11 @@ class WebLogins:
             expires_at_ms=now + self._policy.session_max_s * 1000,
         )
 
-        def op(tx: Tx) -> None:
+        def op(tx: Tx) -> bool:
             if step is not None and not store.use_totp_step(tx, user.id, step):
-                raise AuthError(SIGN_IN_REFUSED)  # that code was just used
-            store.clear_failures(tx, user.id)
+                return False  # that code was just used
+            if not store.attempt_succeeded(tx, user.id, now):
+                raise RateLimited(_waiting(now + self._policy.login_lock_s * 1000, now))
             if rehashed is not None:
                 store.rehash(tx, user.id, rehashed)
             store.delete_expired_sessions(tx, now - self._policy.session_idle_s * 1000)
@@ -195,24 +218,43 @@ class WebLogins:
                     subject=user.username,
                     reason="",
                 )
+            return True
 
-        await self._uow.write(op)
+        if not await self._uow.write(op):
+            await self._failed(user, now)
+            raise AuthError(SIGN_IN_REFUSED)
         return SignedIn(token, _web_session(user, session, secret is not None))
 
+    async def _verify(self, stored_hash: str | None, password: str) -> bool:
+        async with self._hashing:  # off the event loop, and a few at a time
+            return await asyncio.to_thread(verify_password, stored_hash, password)
+
+    async def _claim(self, user: users.User, now: int) -> None:
+        """Count this attempt before checking it (``store.claim_attempt``); RateLimited when
+        the account waits."""
+        max_failures = self._policy.login_failures_max
+        if await self._uow.write(lambda tx: store.claim_attempt(tx, user.id, now, max_failures)):
+            return
+        # Locked; or as many attempts in flight as may fail (a burst, or attempts a crash
+        # cut short): that becomes a lock now, so the account never waits for ever.
+        await self._failed(user, now)
+        login = await self._uow.read(lambda tx: store.login(tx, user.id))
+        until = login.locked_until_ms if login is not None else now
+        raise RateLimited(_waiting(max(until, now + 60_000), now))
+
     async def _failed(self, user: users.User, now: int) -> None:
+        """The claimed attempt failed: at ``login_failures_max`` the account waits, audited."""
         policy = self._policy
 
         def op(tx: Tx) -> None:
-            failures = store.record_failure(
-                tx, user.id, policy.login_failures_max, now + policy.login_lock_s * 1000
-            )
-            if failures >= policy.login_failures_max:
+            until = now + policy.login_lock_s * 1000
+            if store.lock_if_due(tx, user.id, policy.login_failures_max, until):
                 audit.append(
                     tx,
                     actor="web",
                     action="web.login_locked",
                     subject=user.username,
-                    reason=f"{failures} failed sign-ins in a row",
+                    reason=f"{policy.login_failures_max} failed attempts in a row",
                     details={"locked_for_s": policy.login_lock_s},
                 )
 
@@ -275,19 +317,30 @@ class WebLogins:
         secret = self._open(login.totp_pending_encrypted, session.user_id)
         return TotpEnrolment(secret, totp.provisioning_uri(secret, session.username))
 
-    async def confirm_totp(self, session: WebSession, code: str) -> None:
-        """Turn TOTP on with the pending secret, given one of its current codes."""
-        now_s = self._clock.now_ms() // 1000
-        login = await self._uow.read(lambda tx: store.login(tx, session.user_id))
-        if login is None or login.totp_pending_encrypted is None:
+    async def confirm_totp(self, session: WebSession, password: str, code: str) -> None:
+        """Turn TOTP on with the pending secret, given the account's password (a session
+        alone cannot put an attacker's phone on it) and one of the secret's current codes.
+        Wrong answers count toward the lock like failed sign-ins."""
+        now = self._clock.now_ms()
+        before = await self._uow.read(lambda tx: store.login(tx, session.user_id))
+        if before is None or before.totp_pending_encrypted is None:
             raise InvalidRequest("start the set-up again: no code is being set up")
+        user, login = await self._attempted(session, now)
+        if login.totp_pending_encrypted is None:
+            await self._failed(user, now)
+            raise InvalidRequest("start the set-up again: no code is being set up")
+        if not await self._verify(login.password_hash, password):
+            await self._failed(user, now)
+            raise AuthError("that is not your password")
         secret = self._open(login.totp_pending_encrypted, session.user_id)
-        step = totp.matching_step(secret, code, now_s, after_step=0)
+        step = totp.matching_step(secret, code, now // 1000, after_step=0)
         if step is None:
+            await self._failed(user, now)
             raise TotpRequired("that code is not the app's current one; try the next")
         pending = login.totp_pending_encrypted
 
         def op(tx: Tx) -> None:
+            store.attempt_succeeded(tx, user.id, now)
             if not store.enable_totp(tx, session.user_id, pending, step):
                 raise InvalidRequest("two-factor sign-in is already on")
             audit.append(
@@ -302,20 +355,38 @@ class WebLogins:
 
     async def check_code(self, session: WebSession, code: str) -> None:
         """A withdrawal's second factor: the account's current code, each used once; nothing
-        is asked of an account without TOTP."""
+        is asked of an account without TOTP. Wrong codes count toward the lock like failed
+        sign-ins (RateLimited once the account waits), so they cannot be guessed."""
         login = await self._uow.read(lambda tx: store.login(tx, session.user_id))
         secret = None if login is None else self._totp_secret(login)
         if login is None or secret is None:
             return
         if not code.strip():
             raise TotpRequired("enter the code from your authenticator app")
-        now_s = self._clock.now_ms() // 1000
-        step = totp.matching_step(secret, code, now_s, after_step=login.totp_last_step)
-        if step is None:
+        now = self._clock.now_ms()
+        user, login = await self._attempted(session, now)
+        step = totp.matching_step(secret, code, now // 1000, after_step=login.totp_last_step)
+
+        def op(tx: Tx) -> bool:
+            if step is None or not store.use_totp_step(tx, user.id, step):
+                return False
+            return store.attempt_succeeded(tx, user.id, now)
+
+        if not await self._uow.write(op):
+            await self._failed(user, now)
             raise TotpRequired("that code is not current (or was used already)")
-        used = await self._uow.write(lambda tx: store.use_totp_step(tx, session.user_id, step))
-        if not used:
-            raise TotpRequired("that code was used already; wait for the next")
+
+    async def _attempted(self, session: WebSession, now: int) -> tuple[users.User, store.Login]:
+        """The session's account and its credentials, with this attempt claimed."""
+        found = await self._uow.read(lambda tx: _login_of(tx, session.username))
+        if found is None or found[1] is None:
+            raise AuthError("sign in again")
+        user, _ = found
+        await self._claim(user, now)
+        login = await self._uow.read(lambda tx: store.login(tx, user.id))
+        if login is None:
+            raise AuthError("sign in again")
+        return user, login
 
     def totp_needed(self, amount_msat: int) -> bool:
         return amount_msat > self._policy.withdrawal_totp_above_msat

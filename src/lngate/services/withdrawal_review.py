@@ -7,17 +7,26 @@ the command line), so no entry point writes an audit record itself.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from lngate.domain.errors import InvalidRequest
 from lngate.domain.withdrawals import WithdrawalStatus
 from lngate.services.ports import UnitOfWork, Wakeup
 from lngate.services.withdrawal_records import WithdrawalView
 from lngate.services.withdrawal_settlement import reject_op
-from lngate.store import audit
+from lngate.store import audit, users
 from lngate.store import withdrawals as store
 from lngate.store.db import Tx
 
 QUEUE_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """A withdrawal waiting for an operator, with whose it is (the console's queue)."""
+
+    withdrawal: WithdrawalView
+    username: str
 
 
 class WithdrawalReview:
@@ -33,6 +42,10 @@ class WithdrawalReview:
     ) -> list[WithdrawalView]:
         """Withdrawals in ``status`` (by default those waiting for an operator), oldest first."""
         return await self._uow.read(_queue_op(status, limit))
+
+    async def review_items(self, limit: int = 200) -> list[ReviewItem]:
+        """The withdrawals waiting for review, oldest first, each with its user's name."""
+        return await self._uow.read(_review_items_op(limit))
 
     def queue_sync(
         self, status: WithdrawalStatus = WithdrawalStatus.REVIEW, limit: int = 200
@@ -67,6 +80,20 @@ def _queue_op(status: WithdrawalStatus, limit: int) -> Callable[[Tx], list[Withd
 
     def op(tx: Tx) -> list[WithdrawalView]:
         return [WithdrawalView.of(w) for w in store.with_status(tx, status, limit)]
+
+    return op
+
+
+def _review_items_op(limit: int) -> Callable[[Tx], list[ReviewItem]]:
+    if not 1 <= limit <= QUEUE_MAX:
+        raise InvalidRequest(f"limit must be between 1 and {QUEUE_MAX}")
+
+    def op(tx: Tx) -> list[ReviewItem]:
+        items = []
+        for w in store.with_status(tx, WithdrawalStatus.REVIEW, limit):
+            user = users.user_by_id(tx, w.user_id)
+            items.append(ReviewItem(WithdrawalView.of(w), user.username if user else w.user_id))
+        return items
 
     return op
 

@@ -81,28 +81,51 @@ def rehash(tx: Tx, user_id: str, password_hash: str) -> None:
     )
 
 
-def record_failure(tx: Tx, user_id: str, max_failures: int, lock_until_ms: int) -> int:
-    """One more failed sign-in; at ``max_failures`` in a row the account waits until
-    ``lock_until_ms`` (and the count starts again). The count after this one."""
-    tx.execute(
-        "UPDATE web_logins SET failed_logins = failed_logins + 1 WHERE user_id = :u",
-        {"u": user_id},
-    )
-    failures = int(
-        tx.scalar("SELECT failed_logins FROM web_logins WHERE user_id = :u", {"u": user_id}) or 0
-    )
-    if failures >= max_failures:
+def claim_attempt(tx: Tx, user_id: str, now_ms: int, max_failures: int) -> bool:
+    """Count an attempt (a password or a code) as failed until it succeeds, before it is
+    checked: so attempts in flight at once are bounded too. False when the account waits
+    (locked, or ``max_failures`` attempts failed or in flight)."""
+    return (
         tx.execute(
-            "UPDATE web_logins SET failed_logins = 0, locked_until_ms = :l WHERE user_id = :u",
-            {"l": lock_until_ms, "u": user_id},
+            "UPDATE web_logins SET failed_logins = failed_logins + 1 "
+            "WHERE user_id = :u AND locked_until_ms <= :now AND failed_logins < :max",
+            {"u": user_id, "now": now_ms, "max": max_failures},
         )
-    return failures
+        == 1
+    )
 
 
-def clear_failures(tx: Tx, user_id: str) -> None:
+def lock_if_due(tx: Tx, user_id: str, max_failures: int, lock_until_ms: int) -> bool:
+    """After a failed attempt: at ``max_failures`` the account waits until ``lock_until_ms``
+    and the count starts again. True when this call locked it."""
+    return (
+        tx.execute(
+            "UPDATE web_logins SET failed_logins = 0, locked_until_ms = :l "
+            "WHERE user_id = :u AND failed_logins >= :max",
+            {"l": lock_until_ms, "u": user_id, "max": max_failures},
+        )
+        == 1
+    )
+
+
+def attempt_succeeded(tx: Tx, user_id: str, now_ms: int) -> bool:
+    """The count starts again; False when the account was locked meanwhile (by attempts that
+    failed while this one was checked)."""
+    return (
+        tx.execute(
+            "UPDATE web_logins SET failed_logins = 0 "
+            "WHERE user_id = :u AND locked_until_ms <= :now",
+            {"u": user_id, "now": now_ms},
+        )
+        == 1
+    )
+
+
+def reset_totp(tx: Tx, user_id: str) -> None:
+    """An operator's reset: no TOTP secret, none pending (the user enrols again)."""
     tx.execute(
-        "UPDATE web_logins SET failed_logins = 0, locked_until_ms = 0 "
-        "WHERE user_id = :u AND (failed_logins <> 0 OR locked_until_ms <> 0)",
+        "UPDATE web_logins SET totp_secret_encrypted = NULL, totp_pending_encrypted = NULL "
+        "WHERE user_id = :u",
         {"u": user_id},
     )
 

@@ -24,7 +24,7 @@ from lngate.services.solvency import Solvency
 from lngate.services.treasury_status import TreasuryStatus
 from lngate.services.web_logins import Realm, WebLogins, WebSession
 from lngate.services.withdrawal_review import WithdrawalReview
-from lngate.web.forms import Form, read_form
+from lngate.web.forms import Form, read_form, whole_number
 from lngate.web.login_flow import LoginFlow
 from lngate.web.pages import Pages, install, page_route
 from lngate.web.sessions import Gate, check_csrf
@@ -52,10 +52,11 @@ def mount_console(
     cases: ConsoleCases,
     *,
     status_of: StatusOf,
-    secure_cookies: bool,
+    secure_cookies: bool | None,
     session_max_s: int,
     clock: Clock = SYSTEM_CLOCK,
 ) -> None:
+    """``secure_cookies`` None: Secure when the request came over https."""
     pages = install(app, PREFIX + "/")
     gate = Gate(
         cases.logins, Realm.CONSOLE, "lngate_console", PREFIX + "/", secure_cookies, session_max_s
@@ -76,9 +77,10 @@ def shortfall_of(form: Form) -> int | None:
     text = form.get("acknowledge_shortfall_msat").replace(",", "").replace("_", "")
     if not text:
         return None
-    if not text.isdigit() or len(text) > 18:
+    amount = whole_number(text)
+    if amount is None:
         raise InvalidAmount("the acknowledged shortfall is a whole number of msat")
-    return int(text)
+    return amount
 
 
 class ConsolePages:
@@ -285,7 +287,7 @@ class ConsolePages:
             session = await self.gate.session(request)
             if session is None:
                 return self.gate.to_login(request)
-            start = int(after) if after.isdigit() and len(after) <= 18 else 0
+            start = whole_number(after) or 0
             page = await self.cases.admin.audit_page(after=start, limit=AUDIT_PAGE)
             return self.render(
                 "console_audit.html", session, nav="audit", page=page, after=start, check=None
@@ -319,7 +321,7 @@ class ConsolePages:
     ) -> HTMLResponse:
         status = await self.cases.admin.status()
         reports = await self.cases.admin.reconciliation_reports(1)
-        queue = await self.cases.review.queue()
+        queue = await self.cases.review.review_items()
         return self.render(
             "console_overview.html",
             session,
@@ -346,7 +348,7 @@ class ConsolePages:
             status_code=self.status_of(refusal) if refusal else 200,
             error=refusal.message if refusal else None,
             notice=notice,
-            queue=await self.cases.review.queue(),
+            queue=await self.cases.review.review_items(),
         )
 
     async def reconciliation(

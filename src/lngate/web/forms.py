@@ -11,6 +11,7 @@ from fastapi import Request
 from lngate.domain.errors import InvalidAmount, InvalidRequest
 
 FORM_FIELDS_MAX = 32
+_WHOLE = re.compile(r"[0-9]+")
 _SAT = re.compile(r"([0-9]{1,15})(?:\.([0-9]{1,3}))?")
 
 
@@ -47,8 +48,16 @@ async def read_form(request: Request) -> Form:
         raise InvalidRequest("the form could not be read") from exc
     fields: dict[str, str] = {}
     for name, value in pairs:
+        if "\x00" in name or "\x00" in value:  # PostgreSQL cannot store it; SQLite must not
+            raise InvalidRequest("the form holds a NUL character")
         fields.setdefault(name, value)
     return Form(fields)
+
+
+def whole_number(text: str, max_digits: int = 18) -> int | None:
+    """``text`` as a non-negative integer of ASCII digits (``²`` is a digit to Python, not
+    to us), or None."""
+    return int(text) if _WHOLE.fullmatch(text) and len(text) <= max_digits else None
 
 
 def sat_to_msat(text: str) -> int | None:

@@ -46,7 +46,7 @@ class LoginFlow:
             console=self.gate.realm is Realm.CONSOLE,
         )
         if new:
-            self.gate.set_pre_session(response, token)
+            self.gate.set_pre_session(request, response, token)
         return response
 
     async def sign_in(self, request: Request) -> Response:
@@ -70,5 +70,5 @@ class LoginFlow:
                 request, next_path=next_path, username=username, ask_code=ask_code, refusal=exc
             )
         response = RedirectResponse(self.gate.safe_next(next_path), status_code=303)
-        self.gate.set_session(response, done.token)
+        self.gate.set_session(request, response, done.token)
         return response

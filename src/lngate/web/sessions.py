@@ -34,7 +34,9 @@ class Gate:
     realm: Realm
     cookie: str  # the session cookie's name
     home: str  # where a signed-in user lands: "/app/"
-    secure: bool  # the cookies' Secure flag (public URL https)
+    # The cookies' Secure flag: the public URL's scheme for the wallet; None: the request's
+    # (the admin listener has no URL of its own and is often plain http on loopback).
+    secure: bool | None
     max_age_s: int
 
     @property
@@ -65,14 +67,17 @@ class Gate:
             return next_path
         return self.home
 
-    def set_session(self, response: Response, token: str) -> None:
+    def is_secure(self, request: Request) -> bool:
+        return self.secure if self.secure is not None else request.url.scheme == "https"
+
+    def set_session(self, request: Request, response: Response, token: str) -> None:
         response.set_cookie(
             self.cookie,
             token,
             max_age=self.max_age_s,
             path="/",
             httponly=True,
-            secure=self.secure,
+            secure=self.is_secure(request),
             samesite="strict",
         )
         response.delete_cookie(PRE_SESSION_COOKIE, path=self.login_path)
@@ -87,14 +92,14 @@ class Gate:
             return token, False
         return secrets.token_urlsafe(24), True
 
-    def set_pre_session(self, response: Response, token: str) -> None:
+    def set_pre_session(self, request: Request, response: Response, token: str) -> None:
         response.set_cookie(
             PRE_SESSION_COOKIE,
             token,
             max_age=3600,
             path=self.login_path,
             httponly=True,
-            secure=self.secure,
+            secure=self.is_secure(request),
             samesite="strict",
         )
 

@@ -26,7 +26,7 @@ from lngate.services.web_logins import Realm, WebLogins, WebSession
 from lngate.web import live
 from lngate.web.checkout_view import checkout_page
 from lngate.web.formatting import sat_text, utc_text
-from lngate.web.forms import Form, read_form, sat_to_msat
+from lngate.web.forms import Form, read_form, sat_to_msat, whole_number
 from lngate.web.login_flow import LoginFlow
 from lngate.web.pages import Pages, install, page_route
 from lngate.web.qr import text_qr_svg
@@ -42,6 +42,8 @@ from lngate.web.wallet_views import (
 
 PREFIX = "/app"
 STREAMS_MAX = 1_000  # live pages per process; past it a page polls instead
+STREAMS_PER_USER = 5  # as the API's event streams per account
+_SESSION_ENDED: live.State = {"fields": {}, "final": True, "session": "ended"}
 StatusOf = Callable[[LngateError], int]
 _SIGN_IN_FIRST = orjson.dumps({"error": {"code": "UNAUTHORIZED", "message": "sign in first"}})
 
@@ -80,6 +82,7 @@ class WalletPages:
         self.status_of = status_of
         self.clock = clock
         self.streams = asyncio.Semaphore(STREAMS_MAX)
+        self.streams_of: dict[str, int] = {}  # live streams per user id
         self.login = LoginFlow(pages, gate, status_of)
 
     # --- rendering ---------------------------------------------------------------------------
@@ -328,7 +331,7 @@ class WalletPages:
             session = await self.signed_in(request)
             if session is None:
                 return self.gate.to_login(request)
-            before = int(cursor) if cursor.isdigit() and len(cursor) <= 18 else None
+            before = whole_number(cursor)
             page = await self.wallet.history(session, before)
             return self.render(
                 "history.html",
@@ -363,7 +366,7 @@ class WalletPages:
             if session is None:
                 return self.gate.to_login(request)
             try:
-                await self.logins.confirm_totp(session, form.get("totp"))
+                await self.logins.confirm_totp(session, form.raw("password"), form.get("totp"))
             except LngateError as exc:
                 return await self.settings_page(session, refusal=exc)
             fresh = await self.signed_in(request)
@@ -501,11 +504,27 @@ class WalletPages:
             await read(session)  # an unknown id is a 404 now, not an empty stream
         except NotFound:
             return _json_error(404, "NOT_FOUND", "not found")
-        if self.streams.locked():
-            return _json_error(503, "TOO_MANY_STREAMS", "too many live pages; poll the status")
+        user_id = session.user_id
+        if self.streams.locked() or self.streams_of.get(user_id, 0) >= STREAMS_PER_USER:
+            return _json_error(429, "TOO_MANY_STREAMS", "too many live pages; poll the status")
         await self.streams.acquire()  # not locked: taken at once, so a burst cannot overshoot
-        events = live.follow(lambda: read(session), self.wakeup, request.is_disconnected)
-        return live.EventStream(events, on_close=self.streams.release)
+        self.streams_of[user_id] = self.streams_of.get(user_id, 0) + 1
+        token = request.cookies.get(self.gate.cookie, "")
+
+        async def read_live() -> live.State:
+            # Each read checks the session again: signed out, frozen or expired ends the
+            # stream (a final state; the page then reloads to the sign-in page).
+            current = await self.logins.session(self.gate.realm, token)
+            return await read(current) if current is not None else _SESSION_ENDED
+
+        def release() -> None:
+            self.streams.release()
+            left = self.streams_of.pop(user_id, 1) - 1
+            if left:
+                self.streams_of[user_id] = left
+
+        events = live.follow(read_live, self.wakeup, request.is_disconnected)
+        return live.EventStream(events, on_close=release)
 
     async def state(
         self, request: Request, read: Callable[[WebSession], Awaitable[live.State]]

@@ -87,6 +87,7 @@
 
   function apply(state) {
     if (!state || !state.fields) return;
+    if (state.session === "ended") { window.location.reload(); return; } // to the sign-in page
     Object.keys(state.fields).forEach(function (name) {
       var nodes = main.querySelectorAll('[data-field="' + name + '"]');
       Array.prototype.forEach.call(nodes, function (node) {
