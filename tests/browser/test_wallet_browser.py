@@ -126,6 +126,15 @@ async def test_a_deposit_turns_to_credited_and_the_balance_changes_without_a_rel
     await home.goto(live_server.url + "/app/history")
     assert "Deposit" in await home.locator(".entries").inner_text()
     await screenshot(home, "wallet-history", readme=True)
+
+    wallet_user(live_server.core, "bob")
+    await home.get_by_role("link", name="Send").first.click()
+    await home.get_by_label("Username").fill("bob")
+    await home.get_by_label("Amount (sat)").fill("734.567")
+    await home.get_by_label("Note (optional)").fill("half the pizza")
+    await home.locator("form.stack").get_by_role("button", name="Send").click()
+    await home.get_by_text("Sent 734.567 sat to bob.").wait_for()
+    await screenshot(home, "wallet-send", readme=True)
     assert problems == []
 
 
@@ -140,6 +149,7 @@ async def test_with_totp_on_a_withdrawal_is_previewed_confirmed_with_a_code_and_
     await page.get_by_role("link", name="Settings").click()
     await page.get_by_role("button", name="Set up two-factor codes").click()
     await page.locator("svg.qr-code").wait_for()
+    await screenshot(page, "wallet-settings", readme=True)
     secret = await page.locator("#totp-secret").inner_text()
     await page.get_by_label("Your password").fill(PASSWORD)
     await page.get_by_label("Code from the app").fill(code(secret))
@@ -216,6 +226,21 @@ async def test_an_operator_approves_a_reviewed_withdrawal_and_the_users_page_sho
         )
         assert await user.evaluate("window.stillTheSameDocument === true")  # no reload
 
+        await ops.get_by_role("link", name="Reconciliation").click()
+        await ops.get_by_role("button", name="Run now").click()
+        await ops.get_by_text("Reconciliation ran").wait_for()
+        await screenshot(ops, "console-reconciliation", readme=True)
+        await ops.get_by_role("link", name="Treasury").click()
+        await ops.get_by_role("heading", name="Hot float").wait_for()
+        await screenshot(ops, "console-treasury", readme=True)
+        await ops.get_by_role("link", name="Users").click()
+        await ops.get_by_label("Username starts with").fill("al")
+        await ops.get_by_role("button", name="Search").click()
+        await ops.get_by_role("link", name="alice").click()
+        await ops.get_by_label("Why freeze").fill("checking a report")
+        await ops.get_by_role("button", name="Freeze the account").click()
+        await ops.get_by_text("The account is frozen.").wait_for()
+        await screenshot(ops, "console-user", readme=True)
         await ops.get_by_role("link", name="Audit log").click()
         await ops.get_by_role("button", name="Verify chain").click()
         await ops.get_by_text("is intact").wait_for()

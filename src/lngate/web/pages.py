@@ -40,6 +40,7 @@ class Pages:
         self.env.globals["asset_url"] = assets.url
         self.env.filters["sat"] = sat_text
         self.env.filters["msat"] = lambda amount_msat: f"{amount_msat:,} msat"
+        self.env.filters["n"] = lambda count: f"{count:,}"  # whole numbers: sat, counts
         self.env.filters["when"] = utc_text
         self.env.filters["when_ms"] = utc_ms_text
 
