@@ -235,10 +235,12 @@ class WebLogins:
         max_failures = self._policy.login_failures_max
         if await self._uow.write(lambda tx: store.claim_attempt(tx, user.id, now, max_failures)):
             return
-        # Locked; or as many attempts in flight as may fail (a burst, or attempts a crash
-        # cut short): that becomes a lock now, so the account never waits for ever.
-        await self._failed(user, now)
         login = await self._uow.read(lambda tx: store.login(tx, user.id))
+        if login is not None and login.locked_until_ms <= now:
+            # Not locked, but as many attempts in flight as may fail (a burst, or attempts a
+            # crash cut short): that becomes a lock now, so the account never waits for ever.
+            await self._failed(user, now)
+            login = await self._uow.read(lambda tx: store.login(tx, user.id))
         until = login.locked_until_ms if login is not None else now
         raise RateLimited(_waiting(max(until, now + 60_000), now))
 
@@ -247,7 +249,8 @@ class WebLogins:
         policy = self._policy
 
         def op(tx: Tx) -> None:
-            until = now + policy.login_lock_s * 1000
+            # From now, not from when the attempt began (it may have queued for argon2).
+            until = max(now, self._clock.now_ms()) + policy.login_lock_s * 1000
             if store.lock_if_due(tx, user.id, policy.login_failures_max, until):
                 audit.append(
                     tx,
@@ -339,10 +342,11 @@ class WebLogins:
             raise TotpRequired("that code is not the app's current one; try the next")
         pending = login.totp_pending_encrypted
 
-        def op(tx: Tx) -> None:
-            store.attempt_succeeded(tx, user.id, now)
+        def op(tx: Tx) -> bool:
+            if not store.attempt_succeeded(tx, user.id, now):  # locked meanwhile
+                raise RateLimited(_waiting(now + self._policy.login_lock_s * 1000, now))
             if not store.enable_totp(tx, session.user_id, pending, step):
-                raise InvalidRequest("two-factor sign-in is already on")
+                return False  # a second confirmation (the attempt itself succeeded)
             audit.append(
                 tx,
                 actor=f"user:{session.user_id}",
@@ -350,8 +354,10 @@ class WebLogins:
                 subject=session.username,
                 reason="",
             )
+            return True
 
-        await self._uow.write(op)
+        if not await self._uow.write(op):
+            raise InvalidRequest("two-factor sign-in is already on")
 
     async def check_code(self, session: WebSession, code: str) -> None:
         """A withdrawal's second factor: the account's current code, each used once; nothing
@@ -370,7 +376,9 @@ class WebLogins:
         def op(tx: Tx) -> bool:
             if step is None or not store.use_totp_step(tx, user.id, step):
                 return False
-            return store.attempt_succeeded(tx, user.id, now)
+            if not store.attempt_succeeded(tx, user.id, now):  # locked meanwhile: the code
+                raise RateLimited(_waiting(now + self._policy.login_lock_s * 1000, now))
+            return True
 
         if not await self._uow.write(op):
             await self._failed(user, now)

@@ -523,8 +523,12 @@ class WalletPages:
             if left:
                 self.streams_of[user_id] = left
 
-        events = live.follow(read_live, self.wakeup, request.is_disconnected)
-        return live.EventStream(events, on_close=release)
+        try:
+            events = live.follow(read_live, self.wakeup, request.is_disconnected)
+            return live.EventStream(events, on_close=release)
+        except BaseException:  # the response will never run: give the slots back now
+            release()
+            raise
 
     async def state(
         self, request: Request, read: Callable[[WebSession], Awaitable[live.State]]
