@@ -548,3 +548,22 @@ async def _until_blank(lines: AsyncIterator[str]) -> AsyncIterator[str]:
             seen_data = True
         elif seen_data and not line:
             return
+
+
+async def test_history_is_paged_newest_first(server: LiveServer) -> None:
+    wallet_user(server.core, "alice")
+    accounts = accounts_for(server.core)
+    for i in range(1, 26):
+        accounts.adjust_sync("alice", i * 1_000, reason=f"credit {i}", actor="test")
+    async with Pages(server.url) as alice:
+        await alice.sign_in("alice")
+        first = await alice.get("/app/history")
+        assert first.text.count('class="entry ') == 20
+        assert first.text.index("credit 25") < first.text.index("credit 6")
+        assert "credit 5<" not in first.text
+        older = re.search(r'href="/app/history\?cursor=([0-9]+)" rel="next"', first.text)
+        assert older is not None
+        second = await alice.get("/app/history", cursor=older.group(1))
+        assert second.text.count('class="entry ') == 5
+        assert "credit 5<" in second.text and "credit 1<" in second.text
+        assert 'rel="next"' not in second.text
