@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page
+from playwright.async_api import Browser, BrowserContext
 
 from lngate.bootstrap import accounts_for
 from lngate.client import AsyncClient
 from lngate.domain.users import Role
-from tests.browser.conftest import PHONE, screenshot
+from tests.browser.conftest import PHONE, page_problems, screenshot
 from tests.conftest import LiveServer
 from tests.helpers import pay_from_wallet
 
@@ -45,24 +45,12 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
         await made.close()
 
 
-def csp_violations(page: Page) -> list[str]:
-    found: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if "Content Security Policy" in message.text or message.type == "error":
-            found.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: found.append(str(error)))
-    return found
-
-
 async def test_a_wallet_payment_turns_the_page_to_paid_without_a_reload(
     live_server: LiveServer, context: BrowserContext
 ) -> None:
     order = await create_order(live_server)
     page = await context.new_page()
-    problems = csp_violations(page)
+    problems = page_problems(page)
     await page.goto(order["checkout_url"])
 
     qr = page.locator("svg.qr-code")
@@ -98,7 +86,7 @@ async def test_a_cancelled_order_shows_the_cancelled_view(
 ) -> None:
     order = await create_order(live_server)
     page = await context.new_page()
-    problems = csp_violations(page)
+    problems = page_problems(page)
     await page.goto(order["checkout_url"])
     await page.locator("svg.qr-code").wait_for()
     keys = order["keys"]

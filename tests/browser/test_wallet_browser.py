@@ -11,13 +11,13 @@ import re
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, ConsoleMessage, Page
+from playwright.async_api import Browser, BrowserContext, Page
 
 from lngate.bootstrap import Core, accounts_for, administration_for, web_logins_for
 from lngate.client import AsyncClient
 from lngate.config import Config
 from lngate.domain.users import Role
-from tests.browser.conftest import PHONE, screenshot
+from tests.browser.conftest import PHONE, page_problems, screenshot
 from tests.conftest import LiveServer, funded_user, started_core
 from tests.helpers import pay_from_wallet, wallet_invoice
 from tests.web_support import PASSWORD, code
@@ -57,18 +57,6 @@ def reviewed_core(config: Config) -> Iterator[Core]:
         yield core
 
 
-def problems_of(page: Page) -> list[str]:
-    found: list[str] = []
-
-    def on_console(message: ConsoleMessage) -> None:
-        if "Content Security Policy" in message.text or message.type == "error":
-            found.append(message.text)
-
-    page.on("console", on_console)
-    page.on("pageerror", lambda error: found.append(str(error)))
-    return found
-
-
 async def sign_in(page: Page, base_url: str, username: str, password: str = PASSWORD) -> None:
     await page.goto(base_url + "/app/")
     assert page.url.endswith("/app/login?next=/app/")
@@ -83,7 +71,7 @@ async def test_a_deposit_turns_to_credited_and_the_balance_changes_without_a_rel
 ) -> None:
     wallet_user(live_server.core, "alice", 1_234_567)
     home = await phone.new_page()
-    problems = problems_of(home)
+    problems = page_problems(home)
     await home.goto(live_server.url + "/app/")
     await home.get_by_label("Username").wait_for()
     await screenshot(home, "wallet-sign-in", readme=True)
@@ -95,7 +83,7 @@ async def test_a_deposit_turns_to_credited_and_the_balance_changes_without_a_rel
     await home.evaluate("window.stillTheSameDocument = true")
 
     deposit = await phone.new_page()
-    problems += problems_of(deposit)
+    problems += page_problems(deposit)
     await deposit.goto(live_server.url + "/app/deposit")
     await deposit.get_by_label("Amount (sat)").fill("2,500")
     await deposit.get_by_role("button", name="Create invoice").click()
@@ -143,7 +131,7 @@ async def test_with_totp_on_a_withdrawal_is_previewed_confirmed_with_a_code_and_
 ) -> None:
     wallet_user(live_server.core, "alice", 50_000_000)
     page = await phone.new_page()
-    problems = problems_of(page)
+    problems = page_problems(page)
     await sign_in(page, live_server.url, "alice")
 
     await page.get_by_role("link", name="Settings").click()
@@ -189,7 +177,7 @@ async def test_an_operator_approves_a_reviewed_withdrawal_and_the_users_page_sho
     secret = created.provisioning_uri.split("secret=")[1].split("&")[0]
     with LiveServer(core, admin=True) as server:
         user = await phone.new_page()
-        problems = problems_of(user)
+        problems = page_problems(user)
         await sign_in(user, server.url, "alice")
         bolt11 = wallet_invoice(core.config.simnet_dir, "carol", 8_000_000, memo="a bike")
         await user.goto(server.url + "/app/withdraw")
@@ -203,7 +191,7 @@ async def test_an_operator_approves_a_reviewed_withdrawal_and_the_users_page_sho
         await user.evaluate("window.stillTheSameDocument = true")
 
         ops = await laptop.new_page()
-        problems += problems_of(ops)
+        problems += page_problems(ops)
         await ops.goto(server.admin_url + "/console/")
         await ops.get_by_label("Username").fill("ops")
         await ops.get_by_label("Password").fill(OPERATOR_PASSWORD)
@@ -295,7 +283,7 @@ async def test_a_signed_in_user_pays_an_order_from_the_checkout_page_with_the_ba
         )
         order = r.json()
     page = await phone.new_page()
-    problems = problems_of(page)
+    problems = page_problems(page)
     await page.goto(order["checkout_url"])
     await page.get_by_role("link", name="Pay with my lngate balance").click()
     await page.get_by_label("Username").fill("alice")  # not signed in yet: then back here

@@ -16,7 +16,7 @@ from lngate.domain.errors import AuthError, InvalidRequest, RateLimited, TotpReq
 from lngate.domain.users import Role
 from lngate.security import totp
 from lngate.services.clock import FixedClock
-from lngate.services.web_logins import Realm, WebLogins
+from lngate.services.web_logins import Realm, WebLogins, WebSession
 
 T0_MS = 1_800_000_000_000  # a TOTP step boundary
 PASSWORD = "a long enough password"
@@ -32,6 +32,15 @@ class World:
     def user(self, name: str, role: Role = Role.USER) -> None:
         accounts_for(self.core).create_user_sync(name, role)
         self.logins.set_password_sync(name, PASSWORD, actor="test")
+
+    async def enrolled(self, name: str) -> tuple[WebSession, str]:
+        """A session of ``name``, with TOTP turned on: its secret."""
+        token = (await self.logins.sign_in(Realm.APP, name, PASSWORD, "")).token
+        session = await self.logins.session(Realm.APP, token)
+        assert session is not None
+        enrolment = await self.logins.start_totp(session)
+        await self.logins.confirm_totp(session, PASSWORD, self.code(enrolment.secret))
+        return session, enrolment.secret
 
     def code(self, secret: str, steps_ahead: int = 0) -> str:
         now_s = self.clock.now_ms() // 1000
@@ -105,21 +114,19 @@ async def test_with_totp_each_code_signs_in_once(world: World) -> None:
     first = await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")
     session = await world.logins.session(Realm.APP, first.token)
     assert session is not None
-    enrolment = await world.logins.start_totp(session)
+    secret = (await world.logins.start_totp(session)).secret
     with pytest.raises(TotpRequired):  # a code of three minutes on is not current
-        await world.logins.confirm_totp(
-            session, PASSWORD, world.code(enrolment.secret, steps_ahead=6)
-        )
+        await world.logins.confirm_totp(session, PASSWORD, world.code(secret, steps_ahead=6))
     with pytest.raises(AuthError):  # a session alone cannot put another phone on it
-        await world.logins.confirm_totp(session, "not the password", world.code(enrolment.secret))
-    await world.logins.confirm_totp(session, PASSWORD, world.code(enrolment.secret))
+        await world.logins.confirm_totp(session, "not the password", world.code(secret))
+    await world.logins.confirm_totp(session, PASSWORD, world.code(secret))
 
     with pytest.raises(TotpRequired):
         await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")
     with pytest.raises(AuthError):  # the code that turned TOTP on is spent
-        await world.logins.sign_in(Realm.APP, "alice", PASSWORD, world.code(enrolment.secret))
+        await world.logins.sign_in(Realm.APP, "alice", PASSWORD, world.code(secret))
     world.clock.advance(totp.STEP_S * 1000)
-    code = world.code(enrolment.secret)
+    code = world.code(secret)
     assert await world.logins.sign_in(Realm.APP, "alice", PASSWORD, code)
     with pytest.raises(AuthError):  # seen over a shoulder: no use within its minute
         await world.logins.sign_in(Realm.APP, "alice", PASSWORD, code)
@@ -155,29 +162,21 @@ async def test_attempts_at_once_cannot_outrun_the_lock(world: World) -> None:
 
 async def test_wrong_codes_at_a_withdrawal_lock_the_account_too(world: World) -> None:
     world.user("alice")
-    token = (await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")).token
-    session = await world.logins.session(Realm.APP, token)
-    assert session is not None
-    enrolment = await world.logins.start_totp(session)
-    await world.logins.confirm_totp(session, PASSWORD, world.code(enrolment.secret))
-    wrong = world.code(enrolment.secret, steps_ahead=9)
+    session, secret = await world.enrolled("alice")
+    wrong = world.code(secret, steps_ahead=9)
     for _ in range(POLICY.login_failures_max):
         with pytest.raises(TotpRequired):
             await world.logins.check_code(session, wrong)
     with pytest.raises(RateLimited):  # even the right code now waits
-        await world.logins.check_code(session, world.code(enrolment.secret, steps_ahead=1))
+        await world.logins.check_code(session, world.code(secret, steps_ahead=1))
     world.clock.advance(POLICY.login_lock_s * 1000)
-    await world.logins.check_code(session, world.code(enrolment.secret))
+    await world.logins.check_code(session, world.code(secret))
 
 
 async def test_a_right_password_without_its_code_does_not_reset_the_count(world: World) -> None:
     world.user("alice")
-    token = (await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")).token
-    session = await world.logins.session(Realm.APP, token)
-    assert session is not None
-    enrolment = await world.logins.start_totp(session)
-    await world.logins.confirm_totp(session, PASSWORD, world.code(enrolment.secret))
-    wrong = world.code(enrolment.secret, steps_ahead=9)
+    _session, secret = await world.enrolled("alice")
+    wrong = world.code(secret, steps_ahead=9)
     for attempt in range(POLICY.login_failures_max):
         code = wrong if attempt % 2 else ""
         with pytest.raises((AuthError, TotpRequired)):
@@ -197,10 +196,6 @@ async def test_sign_ins_in_the_wrong_realm_count_for_nothing(world: World) -> No
 
 async def test_an_operator_resets_a_lost_phone_with_the_password(world: World) -> None:
     world.user("alice")
-    token = (await world.logins.sign_in(Realm.APP, "alice", PASSWORD, "")).token
-    session = await world.logins.session(Realm.APP, token)
-    assert session is not None
-    enrolment = await world.logins.start_totp(session)
-    await world.logins.confirm_totp(session, PASSWORD, world.code(enrolment.secret))
+    await world.enrolled("alice")
     world.logins.set_password_sync("alice", "a new long password", actor="test", reset_totp=True)
     assert await world.logins.sign_in(Realm.APP, "alice", "a new long password", "")

@@ -8,9 +8,7 @@ console's cookie is its own, so a wallet session never opens it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -24,15 +22,14 @@ from lngate.services.solvency import Solvency
 from lngate.services.treasury_status import TreasuryStatus
 from lngate.services.web_logins import Realm, WebLogins, WebSession
 from lngate.services.withdrawal_review import WithdrawalReview
-from lngate.web.forms import Form, read_form, whole_number
-from lngate.web.login_flow import LoginFlow
-from lngate.web.pages import Pages, install, page_route
-from lngate.web.sessions import Gate, check_csrf
+from lngate.web.forms import Form, whole_number
+from lngate.web.pages import Pages, install
+from lngate.web.realm_pages import RealmPages, StatusOf
+from lngate.web.sessions import Gate
 
 PREFIX = "/console"
 REASON_MAX = 1_000  # as the admin API's
 AUDIT_PAGE = 50
-StatusOf = Callable[[LngateError], int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,45 +80,13 @@ def shortfall_of(form: Form) -> int | None:
     return amount
 
 
-class ConsolePages:
+class ConsolePages(RealmPages):
     def __init__(
         self, pages: Pages, gate: Gate, cases: ConsoleCases, status_of: StatusOf, clock: Clock
     ) -> None:
-        self.pages = pages
-        self.gate = gate
+        super().__init__(pages, gate, status_of)
         self.cases = cases
-        self.status_of = status_of
         self.clock = clock
-        self.login = LoginFlow(pages, gate, status_of)
-
-    def render(
-        self,
-        template: str,
-        session: WebSession | None,
-        *,
-        nav: str = "",
-        status_code: int = 200,
-        error: str | None = None,
-        notice: str | None = None,
-        **context: Any,
-    ) -> HTMLResponse:
-        return self.pages.render(
-            template,
-            status_code=status_code,
-            session=session,
-            csrf=session.csrf_token if session else "",
-            nav=nav,
-            error=error,
-            notice=notice,
-            **context,
-        )
-
-    async def posted(self, request: Request) -> tuple[WebSession | None, Form]:
-        session = await self.gate.session(request)
-        form = await read_form(request)
-        if session is not None:
-            check_csrf(form, session.csrf_token)
-        return session, form
 
     @staticmethod
     def actor(session: WebSession) -> str:
@@ -132,32 +97,11 @@ class ConsolePages:
         return RedirectResponse(f"{PREFIX}{path}?done={_notice_key(notice)}", status_code=303)
 
     def router(self) -> APIRouter:
-        r = APIRouter(
-            prefix=PREFIX, include_in_schema=False, route_class=page_route(self.refused_page)
-        )
-
-        @r.get("/login")
-        async def login_page(request: Request, next: str = "") -> Response:
-            if await self.gate.session(request) is not None:
-                return RedirectResponse(self.gate.safe_next(next), status_code=303)
-            return self.login.form(request, next_path=next)
-
-        @r.post("/login")
-        async def login(request: Request) -> Response:
-            return await self.login.sign_in(request)
-
-        @r.post("/logout")
-        async def logout(request: Request) -> Response:
-            session, _form = await self.posted(request)
-            if session is not None:
-                await self.gate.logins.sign_out(request.cookies.get(self.gate.cookie, ""))
-            response = RedirectResponse(self.gate.login_path, status_code=303)
-            self.gate.clear_session(response)
-            return response
+        r = self.base_router(PREFIX)
 
         @r.get("/")
         async def overview(request: Request, done: str = "") -> Response:
-            session = await self.gate.session(request)
+            session = await self.signed_in(request)
             if session is None:
                 return self.gate.to_login(request)
             return await self.overview(session, notice=_NOTICES.get(done))
@@ -190,7 +134,7 @@ class ConsolePages:
 
         @r.get("/reviews")
         async def reviews(request: Request, done: str = "") -> Response:
-            session = await self.gate.session(request)
+            session = await self.signed_in(request)
             if session is None:
                 return self.gate.to_login(request)
             return await self.reviews(session, notice=_NOTICES.get(done))
@@ -214,7 +158,7 @@ class ConsolePages:
 
         @r.get("/reconciliation")
         async def reconciliation(request: Request, done: str = "") -> Response:
-            session = await self.gate.session(request)
+            session = await self.signed_in(request)
             if session is None:
                 return self.gate.to_login(request)
             return await self.reconciliation(session, notice=_NOTICES.get(done))
@@ -232,21 +176,15 @@ class ConsolePages:
 
         @r.get("/treasury")
         async def treasury(request: Request) -> Response:
-            session = await self.gate.session(request)
+            session = await self.signed_in(request)
             if session is None:
                 return self.gate.to_login(request)
             try:
                 report = await self.cases.treasury.report()
                 channels = await self.cases.channels.list()
             except LngateError as exc:
-                return self.render(
-                    "console_treasury.html",
-                    session,
-                    nav="treasury",
-                    status_code=self.status_of(exc),
-                    error=exc.message,
-                    report=None,
-                    channels=[],
+                return self.answer(
+                    "console_treasury.html", session, exc, nav="treasury", report=None, channels=[]
                 )
             return self.render(
                 "console_treasury.html", session, nav="treasury", report=report, channels=channels
@@ -254,7 +192,7 @@ class ConsolePages:
 
         @r.get("/users")
         async def users(request: Request, q: str = "") -> Response:
-            session = await self.gate.session(request)
+            session = await self.signed_in(request)
             if session is None:
                 return self.gate.to_login(request)
             found = await self.cases.admin.search_users(q) if q.strip() else []
@@ -262,7 +200,7 @@ class ConsolePages:
 
         @r.get("/users/{username}")
         async def user(request: Request, username: str, done: str = "") -> Response:
-            session = await self.gate.session(request)
+            session = await self.signed_in(request)
             if session is None:
                 return self.gate.to_login(request)
             return await self.user(session, username, notice=_NOTICES.get(done))
@@ -284,7 +222,7 @@ class ConsolePages:
 
         @r.get("/audit")
         async def audit(request: Request, after: str = "") -> Response:
-            session = await self.gate.session(request)
+            session = await self.signed_in(request)
             if session is None:
                 return self.gate.to_login(request)
             start = whole_number(after) or 0
@@ -306,7 +244,7 @@ class ConsolePages:
 
         @r.get("/{anything:path}")
         async def unknown(request: Request, anything: str) -> Response:
-            return self.not_found(await self.gate.session(request))
+            return self.not_found(await self.signed_in(request))
 
         return r
 
@@ -321,13 +259,12 @@ class ConsolePages:
     ) -> HTMLResponse:
         status = await self.cases.admin.status()
         reports = await self.cases.admin.reconciliation_reports(1)
-        queue = await self.cases.review.review_items()
-        return self.render(
+        queue = await self.cases.review.queue()  # a count: no names needed
+        return self.answer(
             "console_overview.html",
             session,
+            refusal,
             nav="overview",
-            status_code=self.status_of(refusal) if refusal else 200,
-            error=refusal.message if refusal else None,
             notice=notice,
             status=status,
             latest=reports[0] if reports else None,
@@ -341,12 +278,11 @@ class ConsolePages:
         refusal: LngateError | None = None,
         notice: str | None = None,
     ) -> HTMLResponse:
-        return self.render(
+        return self.answer(
             "console_reviews.html",
             session,
+            refusal,
             nav="reviews",
-            status_code=self.status_of(refusal) if refusal else 200,
-            error=refusal.message if refusal else None,
             notice=notice,
             queue=await self.cases.review.review_items(),
         )
@@ -359,12 +295,11 @@ class ConsolePages:
         notice: str | None = None,
     ) -> HTMLResponse:
         reports = await self.cases.admin.reconciliation_reports(20)
-        return self.render(
+        return self.answer(
             "console_reconciliation.html",
             session,
+            refusal,
             nav="reconciliation",
-            status_code=self.status_of(refusal) if refusal else 200,
-            error=refusal.message if refusal else None,
             notice=notice,
             latest=reports[0] if reports else None,
             reports=reports,
@@ -382,12 +317,11 @@ class ConsolePages:
             found = await self.cases.admin.user(username)
         except NotFound:
             return self.not_found(session)
-        return self.render(
+        return self.answer(
             "console_user.html",
             session,
+            refusal,
             nav="users",
-            status_code=self.status_of(refusal) if refusal else 200,
-            error=refusal.message if refusal else None,
             notice=notice,
             user=found,
         )

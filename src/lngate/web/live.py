@@ -1,9 +1,12 @@
-"""Live parts of the wallet's pages over Server-Sent Events: a balance, a deposit, a withdrawal.
+"""Live pages over Server-Sent Events: the one rhythm every page stream follows (the checkout's
+order, the wallet's balance, deposits and withdrawals).
 
-The same rhythm as the checkout's stream (``checkout_stream``): the state at once, then again
-on each change until it is final; read when this process commits (the wake-up) or every
-``POLL_S``, never more often than ``MIN_GAP_S``; a heartbeat comment keeps proxies patient and
-a stream ends after ``LIFETIME_S`` (EventSource reconnects by itself).
+One event at once, then one on each change, until a final state. The record is read again
+when this process commits something (the wake-up) or every ``POLL_S`` (another process's
+commit), never more often than ``MIN_GAP_S``: a busy exchange commits thousands of times a
+second and each open page must not read the database on each. A stream lasts at most
+``LIFETIME_S`` (the browser's EventSource reconnects on its own), so connections cannot pile
+up, and a comment every ``HEARTBEAT_S`` keeps proxies from closing an idle one.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi.responses import StreamingResponse
@@ -23,9 +26,12 @@ POLL_S = 1.0
 MIN_GAP_S = 0.2
 HEARTBEAT_S = 15.0
 LIFETIME_S = 300.0
-RETRY_MS = 3_000
+RETRY_MS = 3_000  # how long EventSource waits before it reconnects
 
-State = dict[str, Any]  # {"fields": {name: text}, "final": bool, ...}: what the page's script reads
+T = TypeVar("T")
+State = dict[
+    str, Any
+]  # {"fields": {name: text}, "final": bool, ...}: what the wallet's script reads
 
 
 def state_event(state: State) -> bytes:
@@ -33,16 +39,23 @@ def state_event(state: State) -> bytes:
 
 
 async def follow(
-    read: Callable[[], Awaitable[State]],
+    read: Callable[[], Awaitable[T | None]],
+    first: T,
     wakeup: Wakeup,
     disconnected: Callable[[], Awaitable[bool]],
     *,
+    encode: Callable[[T], bytes],
+    key: Callable[[T], object],  # what a change is a change of
+    final: Callable[[T], bool],
     lifetime_s: float = LIFETIME_S,
 ) -> AsyncIterator[bytes]:
-    last = await read()
-    yield f"retry: {RETRY_MS}\n\n".encode() + state_event(last)
-    if last.get("final"):
+    """The events of one record, starting from ``first`` (already read): ``encode`` each one
+    whose ``key`` changed, until it is ``final``; ``read`` answering None (the record is gone)
+    ends the stream."""
+    yield f"retry: {RETRY_MS}\n\n".encode() + encode(first)
+    if final(first):
         return
+    last = key(first)
     started = last_read = last_sent = time.monotonic()
     while time.monotonic() - started < lifetime_s:
         await wakeup.wait(POLL_S)
@@ -52,16 +65,36 @@ async def follow(
         if await disconnected():
             return
         last_read = time.monotonic()
-        state = await read()
-        if state != last:
-            last = state
-            yield state_event(state)
+        record = await read()
+        if record is None:
+            return
+        if key(record) != last:
+            last = key(record)
+            yield encode(record)
             last_sent = time.monotonic()
-            if state.get("final"):
+            if final(record):
                 return
         elif time.monotonic() - last_sent >= HEARTBEAT_S:
             yield b": heartbeat\n\n"
             last_sent = time.monotonic()
+
+
+def follow_states(
+    read: Callable[[], Awaitable[State]],
+    first: State,
+    wakeup: Wakeup,
+    disconnected: Callable[[], Awaitable[bool]],
+) -> AsyncIterator[bytes]:
+    """``follow`` for the wallet's pages: each state whole is the event and the key."""
+    return follow(
+        read,
+        first,
+        wakeup,
+        disconnected,
+        encode=state_event,
+        key=lambda state: state,
+        final=lambda state: bool(state.get("final")),
+    )
 
 
 class EventStream(StreamingResponse):

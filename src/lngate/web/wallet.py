@@ -26,11 +26,11 @@ from lngate.services.web_logins import Realm, WebLogins, WebSession
 from lngate.web import live
 from lngate.web.checkout_view import checkout_page
 from lngate.web.formatting import sat_text, utc_text
-from lngate.web.forms import Form, read_form, sat_to_msat, whole_number
-from lngate.web.login_flow import LoginFlow
-from lngate.web.pages import Pages, install, page_route
+from lngate.web.forms import Form, sat_to_msat, whole_number
+from lngate.web.pages import Pages, install
 from lngate.web.qr import text_qr_svg
-from lngate.web.sessions import Gate, check_csrf, new_form_key
+from lngate.web.realm_pages import RealmPages, StatusOf
+from lngate.web.sessions import Gate, new_form_key
 from lngate.web.wallet_views import (
     balance_state,
     deposit_page,
@@ -44,7 +44,6 @@ PREFIX = "/app"
 STREAMS_MAX = 1_000  # live pages per process; past it a page polls instead
 STREAMS_PER_USER = 5  # as the API's event streams per account
 _SESSION_ENDED: live.State = {"fields": {}, "final": True, "session": "ended"}
-StatusOf = Callable[[LngateError], int]
 _SIGN_IN_FIRST = orjson.dumps({"error": {"code": "UNAUTHORIZED", "message": "sign in first"}})
 
 
@@ -64,7 +63,7 @@ def mount_wallet(
     app.include_router(WalletPages(pages, gate, wallet, wakeup, status_of, clock).router())
 
 
-class WalletPages:
+class WalletPages(RealmPages):
     def __init__(
         self,
         pages: Pages,
@@ -74,83 +73,17 @@ class WalletPages:
         status_of: StatusOf,
         clock: Clock,
     ) -> None:
-        self.pages = pages
-        self.gate = gate
+        super().__init__(pages, gate, status_of)
         self.wallet = wallet
-        self.logins = gate.logins
         self.wakeup = wakeup
-        self.status_of = status_of
         self.clock = clock
         self.streams = asyncio.Semaphore(STREAMS_MAX)
         self.streams_of: dict[str, int] = {}  # live streams per user id
-        self.login = LoginFlow(pages, gate, status_of)
-
-    # --- rendering ---------------------------------------------------------------------------
-
-    def render(
-        self,
-        template: str,
-        session: WebSession | None,
-        *,
-        nav: str = "",
-        status_code: int = 200,
-        **context: Any,
-    ) -> HTMLResponse:
-        return self.pages.render(
-            template,
-            status_code=status_code,
-            session=session,
-            csrf=session.csrf_token if session else "",
-            nav=nav,
-            error=context.pop("error", None),
-            notice=context.pop("notice", None),
-            **context,
-        )
-
-    def refused(
-        self, template: str, session: WebSession | None, exc: LngateError, **context: Any
-    ) -> HTMLResponse:
-        """The form again, with the API's message and status."""
-        return self.render(
-            template, session, status_code=self.status_of(exc), error=exc.message, **context
-        )
-
-    async def signed_in(self, request: Request) -> WebSession | None:
-        return await self.gate.session(request)
-
-    async def posted(self, request: Request) -> tuple[WebSession | None, Form]:
-        """The session and the form of a POST, its CSRF token checked (403 otherwise)."""
-        session = await self.signed_in(request)
-        form = await read_form(request)
-        if session is not None:
-            check_csrf(form, session.csrf_token)
-        return session, form
 
     # --- routes ------------------------------------------------------------------------------
 
     def router(self) -> APIRouter:
-        r = APIRouter(
-            prefix=PREFIX, include_in_schema=False, route_class=page_route(self.refused_page)
-        )
-
-        @r.get("/login")
-        async def login_page(request: Request, next: str = "") -> Response:
-            if await self.signed_in(request) is not None:
-                return RedirectResponse(self.gate.safe_next(next), status_code=303)
-            return self.login.form(request, next_path=next)
-
-        @r.post("/login")
-        async def login(request: Request) -> Response:
-            return await self.login.sign_in(request)
-
-        @r.post("/logout")
-        async def logout(request: Request) -> Response:
-            session, _form = await self.posted(request)
-            response = RedirectResponse(self.gate.login_path, status_code=303)
-            if session is not None:
-                await self.logins.sign_out(request.cookies.get(self.gate.cookie, ""))
-            self.gate.clear_session(response)
-            return response
+        r = self.base_router(PREFIX)
 
         @r.get("/")
         async def home(request: Request) -> Response:
@@ -204,7 +137,7 @@ class WalletPages:
                     session, amount_msat, form.get("memo"), form.get("form_key")
                 )
             except LngateError as exc:
-                return self.refused("deposit_new.html", session, exc, nav="deposit", **filled)
+                return self.answer("deposit_new.html", session, exc, nav="deposit", **filled)
             return RedirectResponse(f"{PREFIX}/deposits/{record.id}", status_code=303)
 
         @r.get("/deposits/{deposit_id}")
@@ -320,7 +253,7 @@ class WalletPages:
                     session, form.get("to"), amount_msat, form.get("memo"), form.get("form_key")
                 )
             except LngateError as exc:
-                return self.refused("send.html", session, exc, nav="send", **_send_form(form))
+                return self.answer("send.html", session, exc, nav="send", **_send_form(form))
             notice = f"Sent {sat_text(receipt.amount_msat)} sat to {receipt.to}."
             return self.render("send.html", session, nav="send", notice=notice, **_send_form())
 
@@ -413,7 +346,7 @@ class WalletPages:
             to = _withdraw_to(form)
             preview = await self.wallet.preview(session, to)
         except LngateError as exc:
-            return self.refused(
+            return self.answer(
                 "withdraw.html",
                 session,
                 exc,
@@ -438,9 +371,7 @@ class WalletPages:
             "needs_code": needs_code,
             "form_key": form.get("form_key") or new_form_key(),
         }
-        if refusal is not None:
-            return self.refused("withdraw_preview.html", session, refusal, **context)
-        return self.render("withdraw_preview.html", session, **context)
+        return self.answer("withdraw_preview.html", session, refusal, **context)
 
     async def settings_page(
         self,
@@ -458,9 +389,7 @@ class WalletPages:
             else None,
             "notice": notice,
         }
-        if refusal is not None:
-            return self.refused("settings.html", session, refusal, **context)
-        return self.render("settings.html", session, **context)
+        return self.answer("settings.html", session, refusal, **context)
 
     async def pay_page(
         self, session: WebSession, order_id: str, *, refusal: LngateError | None = None
@@ -479,15 +408,12 @@ class WalletPages:
             "needs_code": session.totp_enabled and self.logins.totp_needed(order.amount_msat),
             "form_key": new_form_key(),
         }
-        if refusal is not None:
-            return self.refused("pay_order.html", session, refusal, **context)
-        return self.render("pay_order.html", session, **context)
+        return self.answer("pay_order.html", session, refusal, **context)
 
     def not_found(self, session: WebSession | None) -> HTMLResponse:
         return self.render("wallet_not_found.html", session, status_code=404)
 
     def refused_page(self, exc: LngateError) -> Response:
-        """A refusal no form can show again (a missing CSRF token, an unreadable form)."""
         return self.render(
             "wallet_error.html", None, status_code=self.status_of(exc), error=exc.message
         )
@@ -501,7 +427,7 @@ class WalletPages:
         if session is None:
             return Response(_SIGN_IN_FIRST, status_code=401, media_type="application/json")
         try:
-            await read(session)  # an unknown id is a 404 now, not an empty stream
+            first = await read(session)  # an unknown id is a 404 now, not an empty stream
         except NotFound:
             return _json_error(404, "NOT_FOUND", "not found")
         user_id = session.user_id
@@ -524,7 +450,7 @@ class WalletPages:
                 self.streams_of[user_id] = left
 
         try:
-            events = live.follow(read_live, self.wakeup, request.is_disconnected)
+            events = live.follow_states(read_live, first, self.wakeup, request.is_disconnected)
             return live.EventStream(events, on_close=release)
         except BaseException:  # the response will never run: give the slots back now
             release()
