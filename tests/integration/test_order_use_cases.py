@@ -33,6 +33,7 @@ from lngate.lightning.simnet import SimnetNetwork, SimnetNode
 from lngate.services.clock import FixedClock
 from lngate.store import events, users
 from lngate.store import orders as order_rows
+from lngate.store.db import Dialect
 from lngate.store.ledger import get_account
 from lngate.store.users import Role, User
 from lngate.workers.order_watcher import OrderWatcher
@@ -160,6 +161,79 @@ async def test_the_merchant_order_id_is_the_idempotency_key(shop: Shop) -> None:
         await shop.order("o-7", description="coffee")
     page = await shop.cases.orders.page(shop.merchant.id)
     assert [o.id for o in page.orders] == [first.id]
+
+
+async def test_concurrent_orders_are_each_made_once(shop: Shop) -> None:
+    """Many at once (on PostgreSQL, batches of one statement): each merchant_order_id is one
+    order, whoever asked first; the same body again answers it, another body is refused, and
+    the invoice of every request that lost is cancelled."""
+    assert shop.core.writer is not None
+    batches_before = shop.core.writer.single_statement_batches
+    invoiced: list[bytes] = []
+    original = shop.node.create_hold_invoice
+
+    async def recording(payment_hash: bytes, *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        invoiced.append(payment_hash)
+        return await original(payment_hash, *args, **kwargs)  # type: ignore[arg-type]
+
+    shop.node.create_hold_invoice = recording  # type: ignore[method-assign]
+
+    async def create(merchant_order_id: str, description: str = "") -> str:
+        try:
+            made = await shop.cases.orders.create(
+                shop.merchant.id,
+                merchant_order_id=merchant_order_id,
+                amount_msat=1_000,
+                description=description,
+            )
+        except MerchantOrderIdReused:
+            return "reused"
+        return f"{made.order.id} {'created' if made.created else 'found'}"
+
+    answers = await asyncio.gather(
+        *(create(f"n-{i}") for i in range(24)),
+        *(create("same") for _ in range(6)),
+        create("same", description="another body"),
+    )
+    distinct, same, other = answers[:24], answers[24:30], answers[30]
+    assert all(a.endswith(" created") for a in distinct)
+    assert len({a.split()[0] for a in same}) == 1
+    assert sorted(a.split()[1] for a in same) == ["created"] + ["found"] * 5
+    assert other == "reused"
+    page = await shop.cases.orders.page(shop.merchant.id, limit=100)
+    assert len(page.orders) == 25
+    made = {bytes.fromhex(o.payment_hash) for o in page.orders}
+    states = {h: (await shop.node.lookup_invoice(h)).state for h in invoiced}
+    assert {h for h, state in states.items() if state is InvoiceState.OPEN} == made
+    assert {h for h, state in states.items() if state is InvoiceState.CANCELED} == (
+        set(invoiced) - made  # the requests that lost: nobody can pay their invoices
+    )
+    if shop.core.db.dialect is Dialect.POSTGRES:
+        assert shop.core.writer.single_statement_batches > batches_before
+
+
+async def test_an_order_for_a_merchant_frozen_while_it_was_being_made_is_refused(
+    shop: Shop,
+) -> None:
+    """The write checks the merchant again (the batch statement as the closure does)."""
+    original = shop.node.create_hold_invoice
+
+    async def freeze_meanwhile(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        invoice = await original(*args, **kwargs)  # type: ignore[arg-type]
+        shop.core.uow.write_sync(
+            lambda tx: users.set_status(tx, shop.merchant.id, users.UserStatus.FROZEN)
+        )
+        return invoice
+
+    shop.node.create_hold_invoice = freeze_meanwhile  # type: ignore[method-assign]
+    with pytest.raises(AccountFrozen):
+        await shop.order("o-frozen")
+    assert (
+        shop.core.uow.read_sync(
+            lambda tx: order_rows.by_merchant_order_id(tx, shop.merchant.id, "o-frozen")
+        )
+        is None
+    )
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,7 @@ def create_admin_app(core: Core, cases: UseCases) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
         generate_unique_id_function=openapi.operation_id,
+        telemetry=middleware.NO_FRAMEWORK_TELEMETRY,
     )
     errors.install(app)
     openapi.install(app)

@@ -56,6 +56,7 @@ def create_app(core: Core, cases: UseCases, *, workers: Sequence[Worker] = ()) -
         redoc_url=None,
         lifespan=lifespan,
         generate_unique_id_function=openapi.operation_id,
+        telemetry=middleware.NO_FRAMEWORK_TELEMETRY,
     )
     errors.install(app)
     openapi.install(app)

@@ -16,6 +16,8 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -75,14 +77,21 @@ def _presigned_orders(
 
 
 def bench_order_creation(
-    database_url: str, data_dir: Path, workdir: Path, *, duration_s: int
+    database_url: str,
+    data_dir: Path,
+    workdir: Path,
+    *,
+    duration_s: int,
+    api_processes: int | None = None,
 ) -> list[Result]:
-    """At concurrency 1 and 32, against one ``lngate serve``."""
+    """At concurrency 1 and 32, against one ``lngate serve``; with ``api_processes``
+    (PostgreSQL), at 32 against ``lngate serve --processes N --worker-processes 1``."""
     core = open_core(Config(data_dir=data_dir, database_url=database_url))
     try:
         accounts = accounts_for(core)
         merchants = [
-            accounts.create_user_sync(f"shop{i}", Role.MERCHANT).as_json() for i in range(8)
+            accounts.create_user_sync(f"shop{api_processes or 1}x{i}", Role.MERCHANT).as_json()
+            for i in range(8)
         ]
     finally:
         core.close()
@@ -95,25 +104,39 @@ def bench_order_creation(
         "LNGATE_CONFIG": str(config_file),
     }
     database = "sqlite" if database_url.startswith("sqlite") else "postgresql"
+    name = "orders created, HTTP API"
+    if api_processes is not None:
+        name += f", {api_processes} API processes"
     results = []
     port = _free_port()
-    server = start_server(env, port)
+    server = (
+        start_server(env, port)
+        if api_processes is None
+        else _start_processes(env, port, api_processes)
+    )
     try:
         wait_for_server(f"http://127.0.0.1:{port}")
-        for concurrency in (1, 32):
-            requests_file = workdir / f"orders-{concurrency}"
+        for concurrency in (1, 32) if api_processes is None else (32,):
+            requests_file = workdir / f"orders-{concurrency}-{api_processes}"
             per_thread = max(2_000, 3_000 * duration_s)
-            _presigned_orders(requests_file, merchants, per_thread, tag=f"c{concurrency}")
+            tag = f"c{concurrency}-p{api_processes}"
+            _presigned_orders(requests_file, merchants, per_thread, tag=tag)
             stats = run_wrk(
                 f"http://127.0.0.1:{port}", requests_file, concurrency, duration_s, "/v1/orders"
             )
-            results.append(
-                http_result(database, concurrency, stats, name="orders created, HTTP API")
-            )
+            results.append(http_result(database, concurrency, stats, name=name))
     finally:
         server.terminate()
         server.wait(timeout=30)
     return results
+
+
+def _start_processes(env: dict[str, str], port: int, processes: int) -> subprocess.Popen[bytes]:
+    """PostgreSQL's deployment: N API processes on one port and one process for the workers
+    (the order watcher and the webhook sender among them)."""
+    argv = [sys.executable, "-m", "lngate.cli", "serve", "--processes", str(processes)]
+    argv += ["--worker-processes", "1", "--port", str(port), "--admin-port", "0"]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 class _Receiver:
@@ -272,4 +295,8 @@ def run_pay_benchmarks(database_url: str | None, *, duration_s: int, count: int)
         url = database_url or f"sqlite:///{workdir / 'pay.sqlite3'}"
         results += bench_pay_in_process(url, workdir / "data", count=count)
         results += bench_order_creation(url, workdir / "data", workdir, duration_s=duration_s)
+        if database_url is not None:
+            results += bench_order_creation(
+                url, workdir / "data", workdir, duration_s=duration_s, api_processes=2
+            )
     return results

@@ -192,6 +192,10 @@ class Database:
             raise
         conn.execute("COMMIT")
 
+    def single_statement(self) -> Tx:
+        """This thread's connection outside any transaction (see ``single_statements_on``)."""
+        return self.single_statements_on(self._thread_conn())
+
     def single_statements_on(self, conn: Any) -> Tx:
         """``conn`` outside any transaction: each statement commits on its own, in the one
         round trip that runs it (PostgreSQL's autocommit; SQLite's too, with our connections)."""

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lngate.domain.orders import HtlcState, OrderStatus, PaidVia, RefundStatus
-from lngate.store.db import Row, Tx
+from lngate.domain.users import Role, UserStatus
+from lngate.store.db import Params, Row, Tx
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,8 @@ _COLUMNS = (
     "payer_user_id, paid_by_withdrawal_id, created_at_ms, expires_at_ms, paid_at_ms, "
     "closed_at_ms, refunded_msat, refunds_reserved_msat, redirect_url, metadata"
 )
+
+_O_COLUMNS = ", ".join(f"o.{name.strip()}" for name in _COLUMNS.split(","))
 
 
 def _opt_int(value: Any) -> int | None:
@@ -84,6 +87,10 @@ def _order(r: Row) -> Order:
     )
 
 
+def _metadata_json(o: Order) -> str:
+    return json.dumps(o.metadata, separators=(",", ":"), ensure_ascii=False)
+
+
 def insert(tx: Tx, o: Order) -> None:
     tx.execute(
         "INSERT INTO orders (id, merchant_user_id, merchant_order_id, request_hash, amount_msat,"
@@ -105,9 +112,71 @@ def insert(tx: Tx, o: Order) -> None:
             "c": o.created_at_ms,
             "e": o.expires_at_ms,
             "r": o.redirect_url,
-            "md": json.dumps(o.metadata, separators=(",", ":"), ensure_ascii=False),
+            "md": _metadata_json(o),
         },
     )
+
+
+# PostgreSQL: many new orders in one statement. An order is inserted only if its merchant is a
+# merchant and not frozen, and only if nothing conflicts (the merchant's merchant_order_id
+# taken, by another order or by one earlier in the same statement); the statement answers the
+# ids it inserted, and each order it left out takes the one-by-one path, which says why.
+INSERT_MANY_SQL = (
+    "WITH v AS (SELECT * FROM unnest(:ids::text[], :merchants::text[], :merchant_order_ids::text[],"
+    " :request_hashes::text[], :amounts::bigint[], :fees::bigint[], :descriptions::text[],"
+    " :bolt11s::text[], :hashes::text[], :statuses::text[], :htlc_states::text[],"
+    " :created::bigint[], :expires::bigint[], :redirects::text[], :metadata::text[])"
+    " WITH ORDINALITY AS v (id, merchant_user_id, merchant_order_id, request_hash, amount_msat,"
+    " fee_msat, description, bolt11, payment_hash, status, htlc_state, created_at_ms,"
+    " expires_at_ms, redirect_url, metadata, n)),"
+    " inserted AS (INSERT INTO orders (id, merchant_user_id, merchant_order_id, request_hash,"
+    " amount_msat, fee_msat, description, bolt11, payment_hash, status, htlc_state,"
+    " created_at_ms, expires_at_ms, redirect_url, metadata)"
+    " SELECT v.id, v.merchant_user_id, v.merchant_order_id, v.request_hash, v.amount_msat,"
+    " v.fee_msat, v.description, v.bolt11, v.payment_hash, v.status, v.htlc_state,"
+    " v.created_at_ms, v.expires_at_ms, v.redirect_url, v.metadata"
+    " FROM v JOIN users u ON u.id = v.merchant_user_id"
+    f" WHERE u.role = '{Role.MERCHANT.value}' AND u.status <> '{UserStatus.FROZEN.value}'"
+    " ORDER BY v.n ON CONFLICT DO NOTHING RETURNING id)"
+    " SELECT id FROM inserted"
+)
+
+
+def insert_many_statement(new: list[Order]) -> tuple[str, Params]:
+    """The statement that inserts ``new`` (see ``INSERT_MANY_SQL``); its rows are the ids."""
+    return INSERT_MANY_SQL, {
+        "ids": [o.id for o in new],
+        "merchants": [o.merchant_user_id for o in new],
+        "merchant_order_ids": [o.merchant_order_id for o in new],
+        "request_hashes": [o.request_hash for o in new],
+        "amounts": [o.amount_msat for o in new],
+        "fees": [o.fee_msat for o in new],
+        "descriptions": [o.description for o in new],
+        "bolt11s": [o.bolt11 for o in new],
+        "hashes": [o.payment_hash for o in new],
+        "statuses": [o.status.value for o in new],
+        "htlc_states": [o.htlc_state.value for o in new],
+        "created": [o.created_at_ms for o in new],
+        "expires": [o.expires_at_ms for o in new],
+        "redirects": [o.redirect_url for o in new],
+        "metadata": [_metadata_json(o) for o in new],
+    }
+
+
+def merchant_and_order(
+    tx: Tx, merchant_user_id: str, merchant_order_id: str
+) -> tuple[tuple[Role, UserStatus] | None, Order | None]:
+    """The merchant's (role, status), None if no such user, and its order of
+    ``merchant_order_id``, if any: in one statement."""
+    row = tx.one(
+        f"SELECT u.role, u.status, {_O_COLUMNS} FROM users u LEFT JOIN orders o"
+        " ON o.merchant_user_id = u.id AND o.merchant_order_id = :mo WHERE u.id = :m",
+        {"m": merchant_user_id, "mo": merchant_order_id},
+    )
+    if row is None:
+        return None, None
+    user = (Role(row[0]), UserStatus(row[1]))
+    return user, None if row[2] is None else _order(row[2:])
 
 
 def by_id(tx: Tx, order_id: str) -> Order | None:

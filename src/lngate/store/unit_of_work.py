@@ -25,13 +25,24 @@ class _Reads:
         self._pool: ThreadPoolExecutor | None = None
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._readers(), self.read_sync, fn)
+
+    async def read_one_statement(self, fn: Callable[[Tx], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._readers(), self._read_one_statement_sync, fn
+        )
+
+    def _readers(self) -> ThreadPoolExecutor:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="reader")
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self.read_sync, fn)
+        return self._pool
 
     def read_sync(self, fn: Callable[[Tx], T]) -> T:
         with self._db.transaction(write=False) as tx:
             return fn(tx)
+
+    def _read_one_statement_sync(self, fn: Callable[[Tx], T]) -> T:
+        return fn(self._db.single_statement())
 
     def close(self) -> None:
         if self._pool is not None:

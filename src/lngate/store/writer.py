@@ -48,10 +48,16 @@ class WriterStopped(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one op of a batch statement gave: its result, or the error it raised."""
+    """What one op of a batch statement gave: its result, or the error it raised; or, with
+    ``as_closure``, nothing at all: the statement left this op alone (an insert that met a
+    conflict, say), and the writer applies it as its closure, after the statement."""
 
     value: Any = None
     error: BaseException | None = None
+    as_closure: bool = False
+
+
+AS_CLOSURE = Outcome(as_closure=True)
 
 
 class BatchStatement(Protocol):
@@ -214,9 +220,10 @@ class LedgerWriter:
                 self._reconnect()
             return False
         self.single_statement_batches += 1
-        self._delivered(
-            [(fut, r.value, r.error) for (_, fut), r in zip(items, results, strict=True)]
-        )
+        pairs = list(zip(items, results, strict=True))
+        self._delivered([(fut, r.value, r.error) for (_, fut), r in pairs if not r.as_closure])
+        for op, fut in [item for item, r in pairs if r.as_closure]:
+            self._run_alone(op, fut)  # after the statement: a valid order among concurrent ops
         return True
 
     def _commit_transaction(
@@ -228,8 +235,10 @@ class LedgerWriter:
         try:
             with self._db.transaction_on(self._conn) as tx:
                 for statement, items in groups.items():
-                    if not self._apply_statement(tx, statement, items, outcomes, retry_alone):
-                        closures = items + closures
+                    closures = [
+                        *self._apply_statement(tx, statement, items, outcomes, retry_alone),
+                        *closures,
+                    ]
                 for op, fut in closures:
                     try:
                         with tx.savepoint():
@@ -256,8 +265,9 @@ class LedgerWriter:
         items: list[Queued],
         outcomes: list[Delivery],
         retry_alone: list[Queued],
-    ) -> bool:
-        """A batch statement inside the batch's transaction; False: run these as closures."""
+    ) -> list[Queued]:
+        """A batch statement inside the batch's transaction; answers the ops still to apply as
+        closures (all of them if the statement failed)."""
         ops = [op for op, _ in items]
         try:
             with tx.savepoint():
@@ -266,13 +276,14 @@ class LedgerWriter:
         except Exception as exc:
             if is_transient(exc):
                 retry_alone.extend(items)
-                return True
+                return []
             log.warning(
                 "batch statement of %d failed (%s); applying them one by one", len(ops), exc
             )
-            return False
-        outcomes.extend((fut, r.value, r.error) for (_, fut), r in zip(items, results, strict=True))
-        return True
+            return items
+        pairs = list(zip(items, results, strict=True))
+        outcomes.extend((fut, r.value, r.error) for (_, fut), r in pairs if not r.as_closure)
+        return [item for item, r in pairs if r.as_closure]
 
     def _delivered(self, outcomes: list[Delivery]) -> None:
         """After a commit: count it, wake listeners, hand each caller its result."""

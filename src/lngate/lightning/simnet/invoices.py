@@ -154,14 +154,19 @@ def _insert(
     created_at: int,
     min_final_cltv_expiry: int,
 ) -> Invoice:
-    secret = conn.execute("SELECT secret FROM nodes WHERE name = ?", (node,)).fetchone()
-    assert secret is not None, node
     exists = conn.execute("SELECT 1 FROM invoices WHERE payment_hash = ?", (payment_hash,))
     if exists.fetchone() is not None:  # the key is the hash alone, as in LND's invoice index
         raise InvalidNodeRequest("an invoice with this payment hash already exists")
+    numbered = conn.execute(
+        "UPDATE nodes SET add_index = add_index + 1 WHERE name = ? RETURNING secret, add_index",
+        (node,),
+    ).fetchall()  # to the end: a RETURNING statement left open would hold up the commit
+    if not numbered:
+        raise InvalidNodeRequest(f"unknown simnet node {node!r}")
+    secret, add_index = bytes(numbered[0][0]), int(numbered[0][1])
     payment_secret = os.urandom(32)
     bolt11 = encode_bolt11(
-        private_key=bytes(secret[0]),
+        private_key=secret,
         network=Network.SIMNET,
         payment_hash=payment_hash,
         payment_secret=payment_secret,
@@ -172,8 +177,6 @@ def _insert(
         description_hash=description_hash,
         min_final_cltv_expiry=min_final_cltv_expiry,
     )
-    conn.execute("UPDATE nodes SET add_index = add_index + 1 WHERE name = ?", (node,))
-    add_index = conn.execute("SELECT add_index FROM nodes WHERE name = ?", (node,)).fetchone()[0]
     conn.execute(
         "INSERT INTO invoices (payment_hash, node, bolt11, preimage, payment_secret, amount_msat,"
         " state, created_at, expiry_s, add_index, memo, description_hash, is_hold)"

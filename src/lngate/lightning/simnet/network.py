@@ -160,8 +160,10 @@ class SimnetNetwork:
     def check_online(self, node: str) -> int:
         """Raise NodeUnreachable if the node is offline; returns its SLOW delay in ms."""
         with self._store.read() as conn:
-            _guard(conn, node)
+            _guard_exists(conn, node)
             faults = node_faults(conn, node)
+        if any(f.kind is FaultKind.OFFLINE for f in faults):
+            raise errors.NodeUnreachable(f"simnet node {node} is offline")
         return max((f.delay_ms for f in faults if f.kind is FaultKind.SLOW), default=0)
 
     # -- invoices ----------------------------------------------------------------------------

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from lngate.lightning.bolt11 import decode_bolt11
@@ -25,9 +28,11 @@ from lngate.lightning.simnet.network import EXCHANGE, SimnetNetwork
 
 POLL_INTERVAL_S = 0.02  # cross-process: how often a subscription or a waiting pay looks again
 REPLAY_PAGE = 100
-SUBSCRIPTION_POLL_S = 0.05  # how often a subscription looks at the shared snapshot
+SUBSCRIPTION_POLL_S = 0.05  # how often the invoice poller looks for commits
 SUBSCRIPTION_REREAD_S = 2.0
 MAX_TIMEOUT_S = 3600
+
+log = logging.getLogger(__name__)
 
 
 class SimnetNode:
@@ -40,11 +45,7 @@ class SimnetNode:
         self.network = network
         self.name = name
         self._owns_network = owns_network
-        self._followed: Counter[bytes] = Counter()  # the invoices subscriptions follow
-        # (change marker, the hashes read, their (state, amount paid)): see subscribe_invoice
-        self._snapshot: (
-            tuple[tuple[int, int], frozenset[bytes], dict[bytes, tuple[str, int]]] | None
-        ) = None
+        self._pollers: dict[asyncio.AbstractEventLoop, _InvoicePoller] = {}
 
     @classmethod
     def open(cls, state_dir: Path, name: str = EXCHANGE) -> SimnetNode:
@@ -141,46 +142,37 @@ class SimnetNode:
 
         A server follows hundreds of open orders at once, and one invoice a second may be
         made: each subscription must cost next to nothing while its invoice does not change.
-        So every ``SUBSCRIPTION_POLL_S`` it looks at one shared snapshot of the (state, amount
-        paid) of every followed invoice, taken again only when something was committed to the
-        network (``change_marker``), and reads its own invoice only when that moved, or every
-        ``SUBSCRIPTION_REREAD_S`` (an expiry is a change nobody writes until a read ticks it)."""
+        So it reads its invoice, then sleeps until this node's ``_InvoicePoller`` (one per event
+        loop) sees its (state, amount paid) move, or ``SUBSCRIPTION_REREAD_S`` passes (an
+        expiry is a change nobody writes until a read ticks it)."""
         await self._enter()
-        loop = asyncio.get_running_loop()
-        self._followed[payment_hash] += 1
+        follower = _Follower(payment_hash)
+        poller = self._poller()
+        poller.add(follower)
         try:
             last: Invoice | None = None
-            last_key: tuple[str, int] | None = None
-            read_at = 0.0
             while True:  # ends at a final state; a lookup raises once the node goes offline
-                key = self._followed_state(payment_hash)
-                if (
-                    last is None
-                    or key != last_key
-                    or loop.time() - read_at >= SUBSCRIPTION_REREAD_S
-                ):
-                    read_at = loop.time()
-                    invoice = self.network.lookup_invoice(self.name, payment_hash)
-                    last_key = (invoice.state.value, invoice.amount_paid_msat)
-                    if invoice != last:
-                        last = invoice
-                        yield invoice
-                    if invoice.state in (InvoiceState.SETTLED, InvoiceState.CANCELED):
-                        return
-                await asyncio.sleep(SUBSCRIPTION_POLL_S)
+                invoice = self.network.lookup_invoice(self.name, payment_hash)
+                follower.seen = (invoice.state.value, invoice.amount_paid_msat)
+                follower.moved.clear()
+                if invoice != last:
+                    last = invoice
+                    yield invoice
+                if invoice.state in (InvoiceState.SETTLED, InvoiceState.CANCELED):
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(follower.moved.wait(), SUBSCRIPTION_REREAD_S)
         finally:
-            self._followed[payment_hash] -= 1
-            if self._followed[payment_hash] <= 0:
-                del self._followed[payment_hash]
+            poller.discard(follower)
 
-    def _followed_state(self, payment_hash: bytes) -> tuple[str, int] | None:
-        marker = self.network.change_marker()
-        snapshot = self._snapshot
-        if snapshot is None or snapshot[0] != marker or payment_hash not in snapshot[1]:
-            followed = list(self._followed)
-            states = self.network.invoice_states(followed)
-            self._snapshot = snapshot = (marker, frozenset(followed), states)
-        return snapshot[2].get(payment_hash)
+    def _poller(self) -> _InvoicePoller:
+        loop = asyncio.get_running_loop()
+        poller = self._pollers.get(loop)
+        if poller is None:
+            poller = self._pollers[loop] = _InvoicePoller(
+                self.network, on_idle=lambda: self._pollers.pop(loop, None)
+            )
+        return poller
 
     async def decode(self, bolt11: str) -> DecodedInvoice:
         await self._enter()
@@ -246,3 +238,56 @@ class SimnetNode:
     async def close(self) -> None:
         if self._owns_network:
             self.network.close()
+
+
+@dataclass(eq=False)
+class _Follower:
+    """One ``subscribe_invoice``: the (state, amount paid) it last read, and its wake-up."""
+
+    payment_hash: bytes
+    seen: tuple[str, int] | None = None
+    moved: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class _InvoicePoller:
+    """Every ``SUBSCRIPTION_POLL_S``, if anything was committed to the network since its last
+    look (``change_marker``), reads the (state, amount paid) of every followed invoice in one
+    query and wakes the subscriptions whose invoice moved: a few hundred idle subscriptions
+    cost one task, not a few hundred polling ones. It runs while it has followers."""
+
+    def __init__(self, network: SimnetNetwork, *, on_idle: Callable[[], object]) -> None:
+        self._network = network
+        self._on_idle = on_idle
+        self._followers: set[_Follower] = set()
+        self._marker: tuple[int, int] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def add(self, follower: _Follower) -> None:
+        self._followers.add(follower)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def discard(self, follower: _Follower) -> None:
+        self._followers.discard(follower)
+
+    async def _run(self) -> None:
+        try:
+            while self._followers:
+                await asyncio.sleep(SUBSCRIPTION_POLL_S)
+                marker = self._network.change_marker()
+                if marker == self._marker or not self._followers:
+                    continue
+                followers = list(self._followers)
+                try:
+                    hashes = list({f.payment_hash for f in followers})
+                    states = self._network.invoice_states(hashes)
+                except sqlite3.Error:  # a busy store: the next look tries again
+                    log.warning("simnet invoice poll failed", exc_info=True)
+                    continue
+                self._marker = marker
+                for follower in followers:
+                    if states.get(follower.payment_hash) != follower.seen:
+                        follower.moved.set()
+        finally:  # no followers left, or the loop is shutting down
+            self._task = None
+            self._on_idle()
