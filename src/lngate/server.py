@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -143,6 +144,11 @@ async def _serve_all(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_all)
+    # What exists now (the code, the apps, their templates: some 120,000 objects) lives as long
+    # as the process: out of the collector's sight, a full collection walks only what requests
+    # made since. Without this each one took 60-90 ms of the event loop.
+    gc.collect()
+    gc.freeze()
     log.info(
         "lngate serving on http://%s:%d (admin on %s), database %s, node %s",
         config.host,
