@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 DB_FILENAME = "simnet.sqlite3"
 BUSY_TIMEOUT_MS = 10_000
@@ -165,6 +166,12 @@ class Store:
                 yield self._conn
             finally:
                 self._conn.execute("COMMIT")
+
+    def read_statement(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """The rows of one read statement, outside any transaction: a single statement is
+        its own snapshot, and saves the BEGIN and COMMIT of ``read``."""
+        with self._lock:
+            return list(self._conn.execute(sql, params).fetchall())
 
     def data_version(self) -> int:
         """SQLite's ``PRAGMA data_version``: it moves whenever another connection (another
