@@ -179,3 +179,12 @@ def start_server(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def start_processes(
+    env: dict[str, str], port: int, processes: int, *, worker_processes: int
+) -> subprocess.Popen[bytes]:
+    """``lngate serve --processes N --worker-processes W``: a supervisor and its children."""
+    argv = [sys.executable, "-m", "lngate.cli", "serve", "--processes", str(processes)]
+    argv += ["--worker-processes", str(worker_processes), "--port", str(port), "--admin-port", "0"]
+    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

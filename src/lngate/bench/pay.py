@@ -16,8 +16,6 @@ import asyncio
 import json
 import os
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -26,7 +24,13 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from lngate.bench.http import http_result, run_wrk, start_server, wait_for_server
+from lngate.bench.http import (
+    http_result,
+    run_wrk,
+    start_processes,
+    start_server,
+    wait_for_server,
+)
 from lngate.bench.stats import Result, percentile_ms
 from lngate.bootstrap import Core, accounts_for, open_core, use_cases
 from lngate.client import signed_headers
@@ -112,7 +116,8 @@ def bench_order_creation(
     server = (
         start_server(env, port)
         if api_processes is None
-        else _start_processes(env, port, api_processes)
+        # PostgreSQL's deployment: N API processes on one port, one for the workers
+        else start_processes(env, port, api_processes, worker_processes=1)
     )
     try:
         wait_for_server(f"http://127.0.0.1:{port}")
@@ -129,14 +134,6 @@ def bench_order_creation(
         server.terminate()
         server.wait(timeout=30)
     return results
-
-
-def _start_processes(env: dict[str, str], port: int, processes: int) -> subprocess.Popen[bytes]:
-    """PostgreSQL's deployment: N API processes on one port and one process for the workers
-    (the order watcher and the webhook sender among them)."""
-    argv = [sys.executable, "-m", "lngate.cli", "serve", "--processes", str(processes)]
-    argv += ["--worker-processes", "1", "--port", str(port), "--admin-port", "0"]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 class _Receiver:

@@ -11,15 +11,13 @@ import contextlib
 import os
 import resource
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 
-from lngate.bench.http import http_result, presign, run_wrk, wait_for_server
+from lngate.bench.http import http_result, presign, run_wrk, start_processes, wait_for_server
 from lngate.bench.stats import Result
 
 _TICKS = os.sysconf("SC_CLK_TCK")
@@ -88,12 +86,6 @@ def _machine() -> tuple[float, float, float]:
     return float(busy), float(steal), float(busy + idle + iowait + steal)
 
 
-def _start_cluster(env: dict[str, str], port: int, processes: int) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "lngate.cli", "serve", "--processes", str(processes)]
-    argv += ["--worker-processes", "0", "--port", str(port), "--admin-port", "0"]
-    return subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 def _wait_for_children(supervisor: int, count: int, deadline_s: float = 30) -> list[int]:
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
@@ -123,7 +115,7 @@ def bench_scale(
     requests_file = presign(
         creds, concurrency=concurrency, duration_s=duration_s, workdir=workdir, tag=str(processes)
     )
-    supervisor = _start_cluster(env, port, processes)
+    supervisor = start_processes(env, port, processes, worker_processes=0)
     try:
         wait_for_server(base)
         api = _wait_for_children(supervisor.pid, processes)
